@@ -1,0 +1,1 @@
+"""Shared service plumbing: settings, database, migrations, unit of work, outbox, inbox, broker, errors."""

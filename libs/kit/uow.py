@@ -1,0 +1,82 @@
+"""The unit of work: one asyncpg transaction; events emitted inside it become outbox rows before COMMIT.
+
+    async with UnitOfWork(pool, schema, source="registry", actor=actor) as uow:
+        await store.insert_model(uow.conn, ...)
+        await uow.emit(ModelRegistered(...))
+    # committed: the state change and its events, or neither
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from libs.events.base import Event
+from libs.events.envelope import Envelope, child_traceparent
+from libs.kit.db import checked_schema
+
+
+class UnitOfWork:
+    """One transaction on one connection, with an outbox to emit events into."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        *,
+        source: str,
+        actor: str,
+        traceparent: str | None = None,
+    ) -> None:
+        self._pool = pool
+        self.schema = checked_schema(schema)
+        self.source = source
+        self.actor = actor
+        self.traceparent = traceparent
+        self.conn: asyncpg.Connection = None  # type: ignore[assignment]
+        self._tx: Any = None
+        self.emitted: list[Envelope] = []
+        self._insert_sql = (
+            f"INSERT INTO {self.schema}.outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4, $5)"
+        )
+
+    async def __aenter__(self) -> "UnitOfWork":
+        self.conn = await self._pool.acquire()
+        self._tx = self.conn.transaction()
+        await self._tx.start()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self.emitted:
+                    # delivered at COMMIT, so the relay wakes only for committed rows
+                    await self.conn.execute("SELECT pg_notify($1, '')", outbox_channel(self.schema))
+                await self._tx.commit()
+            else:
+                await self._tx.rollback()
+        finally:
+            await self._pool.release(self.conn)
+
+    async def emit(self, event: Event, *, actor: str | None = None) -> Envelope:
+        """Write ``event`` to the outbox inside this transaction; returns its envelope."""
+        envelope = Envelope(
+            data=event,
+            source=self.source,
+            actor=actor or self.actor,
+            traceparent=child_traceparent(self.traceparent),
+        )
+        await self.conn.execute(
+            self._insert_sql,
+            envelope.id,
+            envelope.topic,
+            envelope.subject,
+            envelope.headers(),
+            envelope.body(),
+        )
+        self.emitted.append(envelope)
+        return envelope
+
+
+def outbox_channel(schema: str) -> str:
+    return f"{schema}_outbox"

@@ -1,0 +1,21 @@
+"""The services the stack runs, in start order. The gateway comes last so that it finds its upstreams;
+it stops first so that no request arrives while the others shut down."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    module: str
+    port_offset: int  # internal port = CAIRN_SERVICE_PORT_BASE + offset
+    url_env: str | None  # how the gateway finds it; set by the user → run elsewhere, not started here
+    consumes_only: bool = False
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("registry", "services.registry", 1, "CAIRN_REGISTRY_URL"),
+    ServiceSpec("audit", "services.audit", 2, "CAIRN_AUDIT_URL"),
+)
+GATEWAY = ServiceSpec("gateway", "services.gateway", 0, None)

@@ -1,0 +1,5 @@
+from libs.kit.settings import ServiceSettings
+
+
+class AuditSettings(ServiceSettings):
+    port: int = 8182

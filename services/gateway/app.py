@@ -1,0 +1,69 @@
+"""Wires the gateway: its runtime (pool and outbox for key and denial events), Redis, the upstream
+clients and the public routes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from libs.kit.app import service_app
+from libs.kit.runtime import ServiceRuntime
+from services.gateway import store
+from services.gateway.auth import Authenticator
+from services.gateway.routes import audit, keys, models
+from services.gateway.settings import GatewaySettings
+from services.gateway.upstream import Upstream
+
+
+class Gateway:
+    """What the routes need, reachable as ``request.app.state.gateway``."""
+
+    def __init__(self, settings: GatewaySettings, runtime: ServiceRuntime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.redis = aioredis.from_url(settings.redis_url.get_secret_value())
+        token = settings.internal_token.get_secret_value()
+        self.upstreams = {
+            name: Upstream(name, url, token, settings.upstream_timeout_s)
+            for name, url in self.upstream_urls().items()
+        }
+        self.auth = Authenticator(self)
+
+    def upstream_urls(self) -> dict[str, str]:
+        return {"registry": self.settings.registry_url, "audit": self.settings.audit_url}
+
+    async def ready(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await self.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+        for name, upstream in self.upstreams.items():
+            checks[name] = await upstream.ready()
+        return checks
+
+    async def close(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.close()
+        await self.redis.aclose()
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    runtime = ServiceRuntime(
+        settings, name="gateway", schema=store.SCHEMA, migrations=Path(__file__).parent / "migrations", outbox=True
+    )
+    gateway = Gateway(settings, runtime)
+
+    runtime.on_stop(gateway.close)
+    app = service_app(runtime, title="Cairn API", extra_ready=gateway.ready)
+    app.description = (
+        "Cairn model registry. Authenticate with `Authorization: Bearer <api key>`. "
+        "Errors are RFC 9457 problem+json bodies."
+    )
+    app.state.gateway = gateway
+    for module in (models, audit, keys):
+        app.include_router(module.router)
+    return app
+

@@ -1,0 +1,13 @@
+from pydantic import Field
+
+from libs.kit.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    port: int = 8080
+    registry_url: str = "http://127.0.0.1:8181"
+    audit_url: str = "http://127.0.0.1:8182"
+    upstream_timeout_s: float = Field(30.0, gt=0)
+    rate_limit_per_minute: int = Field(6000, ge=1, description="Requests per API key per minute")
+    auth_cache_ttl_s: float = Field(5.0, ge=0, description="How long a verified key is trusted before re-checking")
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)

@@ -1,0 +1,1 @@
+"""Registry service: owns models (name, type, framework, task, typed metadata, tags, owner)."""

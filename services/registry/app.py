@@ -1,0 +1,24 @@
+"""Wires the registry: runtime (pool, outbox relay), handlers and routes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from libs.kit.app import service_app
+from libs.kit.http import internal_caller_dependency
+from libs.kit.runtime import ServiceRuntime
+from services.registry import routes, store
+from services.registry.handlers import RegistryHandlers
+from services.registry.settings import RegistrySettings
+
+
+def create_app(settings: RegistrySettings) -> FastAPI:
+    runtime = ServiceRuntime(
+        settings, name="registry", schema=store.SCHEMA, migrations=Path(__file__).parent / "migrations", outbox=True
+    )
+    app = service_app(runtime, title="Cairn registry (internal)")
+    caller = internal_caller_dependency(settings.internal_token.get_secret_value())
+    app.include_router(routes.build_router(RegistryHandlers(runtime), caller))
+    app.include_router(routes.build_types_router(caller))
+    return app

@@ -1,0 +1,5 @@
+from libs.kit.settings import ServiceSettings
+
+
+class RegistrySettings(ServiceSettings):
+    port: int = 8181

@@ -1,0 +1,121 @@
+"""SQL for the registry schema. Every statement is parameterised; asyncpg prepares and caches them."""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.registry.domain import Model, ModelType
+
+SCHEMA = "registry"
+
+_COLUMNS = "id, name, type, framework, task, description, metadata, tags, owner, created_at, updated_at, revision, deleted_at"
+
+INSERT = f"""
+INSERT INTO registry.models ({_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+"""
+GET_LIVE_BY_ID = f"SELECT {_COLUMNS} FROM registry.models WHERE id = $1 AND deleted_at IS NULL"
+GET_LIVE_BY_NAME = f"SELECT {_COLUMNS} FROM registry.models WHERE lower(name) = lower($1) AND deleted_at IS NULL"
+LOCK_LIVE_BY_ID = GET_LIVE_BY_ID + " FOR UPDATE"
+SAVE = """
+UPDATE registry.models
+   SET framework = $2, task = $3, description = $4, metadata = $5, tags = $6, owner = $7,
+       updated_at = $8, revision = $9, deleted_at = $10
+ WHERE id = $1
+"""
+
+_SORTS = {
+    "created_at": "created_at ASC, id ASC",
+    "-created_at": "created_at DESC, id DESC",
+    "updated_at": "updated_at ASC, id ASC",
+    "-updated_at": "updated_at DESC, id DESC",
+    "name": "lower(name) ASC",
+    "-name": "lower(name) DESC",
+}
+
+
+def row_to_model(row: asyncpg.Record) -> Model:
+    return Model(
+        id=row["id"],
+        name=row["name"],
+        type=ModelType(row["type"]),
+        framework=row["framework"],
+        task=row["task"],
+        description=row["description"],
+        metadata=row["metadata"],
+        tags=row["tags"],
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        revision=row["revision"],
+        deleted_at=row["deleted_at"],
+    )
+
+
+async def insert(conn: asyncpg.Connection, m: Model) -> None:
+    await conn.execute(
+        INSERT, m.id, m.name, m.type.value, m.framework, m.task, m.description, m.metadata, m.tags,
+        m.owner, m.created_at, m.updated_at, m.revision, m.deleted_at,
+    )
+
+
+async def save(conn: asyncpg.Connection, m: Model) -> None:
+    await conn.execute(
+        SAVE, m.id, m.framework, m.task, m.description, m.metadata, m.tags, m.owner,
+        m.updated_at, m.revision, m.deleted_at,
+    )
+
+
+async def get_live(conn: asyncpg.Connection | asyncpg.Pool, ref: UUID | str, *, lock: bool = False) -> Model | None:
+    if isinstance(ref, UUID):
+        row = await conn.fetchrow(LOCK_LIVE_BY_ID if lock else GET_LIVE_BY_ID, ref)
+    else:
+        row = await conn.fetchrow(GET_LIVE_BY_NAME + (" FOR UPDATE" if lock else ""), ref)
+    return row_to_model(row) if row else None
+
+
+async def list_live(
+    pool: asyncpg.Pool,
+    *,
+    type: str | None,
+    framework: str | None,
+    task: str | None,
+    owner: str | None,
+    tags: list[tuple[str, str | None]],
+    q: str | None,
+    sort: str,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[Model]]:
+    """One round trip: the page and the total (a window count over the same filter)."""
+    where = ["deleted_at IS NULL"]
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if type:
+        where.append(f"type = {arg(type)}")
+    if framework:
+        where.append(f"framework = {arg(framework)}")
+    if task:
+        where.append(f"task = {arg(task)}")
+    if owner:
+        where.append(f"owner = {arg(owner)}")
+    for key, value in tags:
+        where.append(f"tags @> {arg({key: value})}::jsonb" if value is not None else f"tags ? {arg(key)}")
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(f"(name ILIKE {arg(pattern)} OR description ILIKE ${len(args)})")
+    sql = (
+        f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM registry.models"
+        f" WHERE {' AND '.join(where)} ORDER BY {_SORTS[sort]} LIMIT {arg(limit)} OFFSET {arg(offset)}"
+    )
+    rows = await pool.fetch(sql, *args)
+    if not rows and offset:
+        total = await pool.fetchval(f"SELECT count(*) FROM registry.models WHERE {' AND '.join(where)}", *args[:-2])
+        return total, []
+    return (rows[0]["total"] if rows else 0), [row_to_model(r) for r in rows]
