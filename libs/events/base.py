@@ -60,4 +60,6 @@ def event_class(type_name: str) -> type[Event] | None:
 
 
 def all_event_classes() -> list[type[Event]]:
-    return sorted(_REGISTRY.values(), key=lambda c: (c.topic, c.event_type))
+    """The published catalog: events declared in ``libs.events`` (tests may declare private ones)."""
+    published = [c for c in _REGISTRY.values() if c.__module__.startswith("libs.events.")]
+    return sorted(published, key=lambda c: (c.topic, c.event_type))

@@ -88,7 +88,7 @@ class ServiceRuntime:
             c.bind(self.pool, self.producer)
         await ensure_topics(
             self.settings.kafka_bootstrap,
-            list(topic_names.DOMAIN_TOPICS),
+            [*topic_names.DOMAIN_TOPICS, *(topic_names.dead_letters(c.group) for c in self.consumers)],
             self.settings.topic_partitions,
         )
         await self.producer.start()

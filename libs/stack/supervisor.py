@@ -216,6 +216,11 @@ class Stack:
             "kafka_bootstrap": self.env["CAIRN_KAFKA_BOOTSTRAP"],
             "supervisor_pid": os.getpid(),
             "services": {c.spec.name: {"pid": c.proc.pid if c.proc else None, "port": c.port} for c in self.children},
+            "infrastructure": {
+                "kafka_pid": self.kafka.proc.pid if self.kafka and self.kafka.proc else None,
+                "redis_pid": self.redis.proc.pid if self.redis and self.redis.proc else None,
+                "postgres_data": str(self.postgres.data_dir) if self.postgres else None,
+            },
         }
         write_secret(self.home / "stack.json", json.dumps(state, indent=2))
 

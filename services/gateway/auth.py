@@ -67,7 +67,10 @@ class Authenticator:
                 extra={"retry_after_s": 60 - int(time.time()) % 60},
             )
 
-    async def audit_denial(self, request: Request, status: int, reason: str, permission: str | None, key_id: str | None) -> None:
+    async def audit_denial(
+        self, request: Request, status: int, reason: str, permission: str | None, key_id: str | None,
+        actor: str = "anonymous",
+    ) -> None:
         client = request.client.host if request.client else None
         try:
             budget = f"denied:{client}:{int(time.time() // 60)}"
@@ -76,7 +79,7 @@ class Authenticator:
                 await self.gw.redis.expire(budget, 120)
             if count > DENIAL_AUDIT_PER_MINUTE:
                 return
-            async with UnitOfWork(self.gw.runtime.pool, store.SCHEMA, source="gateway", actor=key_id or "anonymous",
+            async with UnitOfWork(self.gw.runtime.pool, store.SCHEMA, source="gateway", actor=actor,
                                   traceparent=request.headers.get("traceparent")) as uow:
                 await uow.emit(AccessDenied(method=request.method, path=request.url.path, status=status,
                                             reason=reason, permission=permission, key_id=key_id, client=client))
@@ -97,7 +100,7 @@ def require(permission: str) -> Callable:
             raise
         if not principal.can(permission):
             reason = f"role {principal.role} lacks permission {permission}"
-            await gw.auth.audit_denial(request, 403, reason, permission, principal.key_id)
+            await gw.auth.audit_denial(request, 403, reason, permission, principal.key_id, actor=principal.name)
             raise Forbidden(reason, extra={"permission": permission})
         await gw.auth.check_rate(principal)
         request.state.principal = principal
