@@ -1,0 +1,36 @@
+"""Shared fixtures: real infrastructure once per session, services in-process on real ports."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import Infra, start_infra
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temp folder outside pytest's own (pytest keeps that one 0700, which locks out the unprivileged
+    user embedded Postgres runs as when the tests run as root)."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infra:
+    workdir = scratch_dir("cairn-test-infra-")
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        yield start_infra(stack, workdir)
+
+
+@pytest.fixture(scope="session")
+def service_env(infra: Infra) -> dict[str, str]:
+    """Settings every in-process service gets (they read CAIRN_* like the real processes)."""
+    return {
+        "database_url": infra.database_url,
+        "kafka_bootstrap": infra.kafka_bootstrap,
+        "redis_url": infra.redis_url,
+        "internal_token": "test-internal-token",
+    }

@@ -1,0 +1,136 @@
+"""Authentication, roles, refusals in the audit log, rate limits and Idempotency-Key, through the gateway."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.support.kafka import eventually
+
+pytestmark = pytest.mark.asyncio
+
+
+def body(name: str | None = None) -> dict:
+    return {"name": name or f"auth-{uuid.uuid4().hex[:10]}", "type": "classification",
+            "metadata": {"input_dim": 4, "num_classes": 3}}
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer", "Basic abc", "Bearer cairn_nothex_x",
+                                           "Bearer cairn_0123456789ab_" + "A" * 43])
+async def test_requests_without_a_valid_key_get_401(system, authorization):
+    headers = {"authorization": authorization} if authorization else {}
+    async with system.client() as api:
+        response = await api.get("/api/v1/models", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "unauthenticated"
+
+
+async def test_a_right_key_id_with_a_wrong_secret_is_refused(system):
+    token = await system.token_for("viewer")
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    async with system.client(forged) as api:
+        assert (await api.get("/api/v1/models")).status_code == 401
+
+
+async def test_viewer_may_read_but_not_write_and_the_refusal_is_audited(system):
+    viewer = await system.token_for("viewer")
+    async with system.client(viewer) as api:
+        assert (await api.get("/api/v1/models")).status_code == 200
+        refused = await api.post("/api/v1/models", json=body())
+        assert refused.status_code == 403
+        assert refused.json()["permission"] == "models:write"
+        assert (await api.get("/api/v1/audit")).status_code == 403
+
+    async def denial_recorded():
+        async with system.admin as admin:
+            page = (await admin.get("/api/v1/audit", params={"event_type": "AccessDenied", "actor": "test-viewer"})).json()
+        return [e for e in page["entries"] if e["payload"]["permission"] == "models:write"]
+
+    entries = await eventually(denial_recorded)
+    assert entries[0]["payload"]["status"] == 403 and entries[0]["payload"]["method"] == "POST"
+
+
+async def test_editor_writes_and_is_the_actor_of_its_events(system):
+    editor = await system.token_for("editor")
+    async with system.client(editor) as api:
+        created = await api.post("/api/v1/models", json=body())
+        assert created.status_code == 201
+        assert created.json()["owner"] == "test-editor"
+        assert (await api.get("/api/v1/audit")).status_code == 403  # editors do not read the audit log
+    model_id = created.json()["model_id"]
+
+    async def recorded():
+        async with system.admin as admin:
+            return (await admin.get("/api/v1/audit", params={"model_id": model_id})).json()["entries"]
+
+    entries = await eventually(recorded)
+    assert entries[0]["actor"] == "test-editor"
+
+
+async def test_admin_issues_and_revokes_keys(system):
+    async with system.admin as admin:
+        issued = await admin.post("/api/v1/keys", json={"name": "ci-bot", "role": "editor"})
+        assert issued.status_code == 201
+        token, key_id = issued.json()["token"], issued.json()["key_id"]
+        async with system.client(token) as bot:
+            me = (await bot.get("/api/v1/me")).json()
+            assert me["role"] == "editor" and "models:write" in me["permissions"]
+            assert (await admin.delete(f"/api/v1/keys/{key_id}")).status_code == 204
+            assert (await bot.get("/api/v1/models")).status_code == 401
+        listed = {k["key_id"]: k for k in (await admin.get("/api/v1/keys")).json()}
+        assert listed[key_id]["revoked_at"] is not None
+        assert "token" not in listed[key_id] and "secret_hash" not in listed[key_id]
+        bad_role = await admin.post("/api/v1/keys", json={"name": "x", "role": "root"})
+        assert bad_role.status_code == 422 and bad_role.json()["errors"][0]["field"] == "role"
+
+
+async def test_only_admins_manage_keys(system):
+    editor = await system.token_for("editor")
+    async with system.client(editor) as api:
+        assert (await api.post("/api/v1/keys", json={"name": "x", "role": "admin"})).status_code == 403
+
+
+async def test_retried_post_with_idempotency_key_registers_once(system):
+    key = str(uuid.uuid4())
+    payload = body()
+    async with system.admin as api:
+        first = await api.post("/api/v1/models", json=payload, headers={"idempotency-key": key})
+        second = await api.post("/api/v1/models", json=payload, headers={"idempotency-key": key})
+        assert first.status_code == second.status_code == 201
+        assert first.json() == second.json()
+        assert second.headers["idempotent-replayed"] == "true"
+        listed = (await api.get("/api/v1/models", params={"q": payload["name"]})).json()
+        assert listed["total"] == 1
+        reused = await api.post("/api/v1/models", json=body(), headers={"idempotency-key": key})
+        assert reused.status_code == 422
+
+
+async def test_concurrent_retries_with_one_idempotency_key_register_once(system):
+    key = str(uuid.uuid4())
+    payload = body()
+    async with system.admin as api:
+        responses = await asyncio.gather(*[
+            api.post("/api/v1/models", json=payload, headers={"idempotency-key": key}) for _ in range(5)
+        ])
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(201) >= 1 and set(codes) <= {201, 409}
+        listed = (await api.get("/api/v1/models", params={"q": payload["name"]})).json()
+    assert listed["total"] == 1
+
+
+async def test_internal_apis_refuse_callers_without_the_internal_token(system):
+    import httpx
+
+    async with httpx.AsyncClient(base_url=system.services["registry"].url) as direct:
+        response = await direct.get("/internal/models")
+    assert response.status_code == 401
+
+
+async def test_health_and_readiness(system):
+    async with system.client() as api:
+        assert (await api.get("/healthz")).json()["status"] == "ok"
+        ready = (await api.get("/readyz")).json()
+    assert ready["status"] == "ok"
+    assert set(ready["checks"]) >= {"database", "broker", "redis", "registry", "audit"}
