@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from libs.kit.http import BodyLimitMiddleware, install_problem_handlers
+from libs.kit.metrics import MetricsMiddleware, metrics_endpoint
 from libs.kit.runtime import ServiceRuntime
 
 
@@ -32,6 +33,8 @@ def service_app(
     install_problem_handlers(app)
     limit = runtime.settings.max_body_bytes
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: None if streaming_paths(path) else limit)
+    app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

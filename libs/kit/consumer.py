@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from datetime import datetime, timezone
 from typing import Awaitable, Callable, Union
 
 import asyncpg
@@ -24,6 +25,7 @@ from libs.events.base import Event
 from libs.events.envelope import Envelope, InvalidEvent, RawEvent, decode, decode_raw
 from libs.kit.db import checked_schema
 from libs.kit.errors import CairnError
+from libs.kit.metrics import EVENT_AGE, EVENTS_CONSUMED, EVENTS_DEAD_LETTERED, EVENTS_DUPLICATE
 from libs.kit.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -130,6 +132,12 @@ class EventConsumer:
                             assert self._raw_handler is not None
                             await self._raw_handler(event, uow)
                 self.processed += 1
+                if fresh:
+                    EVENTS_CONSUMED.labels(self.source, self.group, event.type).inc()
+                    EVENT_AGE.labels(self.source, self.group).observe(
+                        max(0.0, (datetime.now(timezone.utc) - event.time).total_seconds()))
+                else:
+                    EVENTS_DUPLICATE.labels(self.source, self.group).inc()
                 return
             except CairnError as exc:
                 await self._dead_letter(record, body, f"{exc.code}: {exc.detail}")
@@ -158,6 +166,7 @@ class EventConsumer:
             topic_names.dead_letters(self.group), value=body, key=record.key, headers=headers
         )
         self.dead_lettered += 1
+        EVENTS_DEAD_LETTERED.labels(self.source, self.group).inc()
         log.warning(
             "event dead-lettered",
             extra={"group": self.group, "topic": record.topic, "offset": record.offset, "reason": reason},

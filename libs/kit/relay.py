@@ -16,6 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from libs.kit.db import checked_schema, connect
+from libs.kit.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from libs.kit.uow import outbox_channel
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class OutboxRelay:
         self._lock_key = zlib.crc32(f"cairn.relay.{self.schema}".encode())
         self.published = 0
         self._fetch_sql = (
-            f"SELECT seq, topic, key, headers, body FROM {self.schema}.outbox"
+            f"SELECT seq, topic, key, headers, body, extract(epoch from now() - created_at) AS age FROM {self.schema}.outbox"
             " WHERE published_at IS NULL ORDER BY seq LIMIT $1"
         )
         self._mark_sql = f"UPDATE {self.schema}.outbox SET published_at = now() WHERE seq = ANY($1::bigint[])"
@@ -115,4 +116,7 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         await self._pool.execute(self._mark_sql, [row["seq"] for row in rows])
         self.published += len(rows)
+        OUTBOX_PUBLISHED.labels(self.schema).inc(len(rows))
+        for row in rows:
+            OUTBOX_LAG.labels(self.schema).observe(float(row["age"]))
         return len(rows)

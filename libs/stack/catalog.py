@@ -11,11 +11,14 @@ class ServiceSpec:
     module: str
     port_offset: int  # internal port = CAIRN_SERVICE_PORT_BASE + offset
     url_env: str | None  # how the gateway finds it; set by the user → run elsewhere, not started here
-    consumes_only: bool = False
+    args: tuple[str, ...] = ("serve",)
+    http: bool = True  # training workers have no HTTP port; they are only checked for being alive
 
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("registry", "services.registry", 1, "CAIRN_REGISTRY_URL"),
     ServiceSpec("audit", "services.audit", 2, "CAIRN_AUDIT_URL"),
+    ServiceSpec("version", "services.version", 3, "CAIRN_VERSION_URL"),
+    ServiceSpec("lifecycle", "services.lifecycle", 4, "CAIRN_LIFECYCLE_URL"),
 )
 GATEWAY = ServiceSpec("gateway", "services.gateway", 0, None)

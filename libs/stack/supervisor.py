@@ -128,12 +128,26 @@ class Stack:
             self.notes.append(("Redis", f"embedded Redis 6.2 at 127.0.0.1:{self.cfg.redis_port}, data in {self.home / 'redis'}"))
         env["CAIRN_REDIS_URL"] = redis_url
 
-        if not self._given("CAIRN_INTERNAL_TOKEN"):
-            token_file = self.home / "internal-token"
-            if not token_file.exists():
-                write_secret(token_file, secrets.token_urlsafe(32))
-            env["CAIRN_INTERNAL_TOKEN"] = token_file.read_text().strip()
+        for name, file in (("CAIRN_INTERNAL_TOKEN", "internal-token"), ("CAIRN_LINK_SECRET", "link-secret")):
+            if not self._given(name):
+                env[name] = self._secret(file)
+        if store := self._given("CAIRN_OBJECT_STORE_URL"):
+            from libs.storage.factory import redact_url
+
+            self.notes.append(("Artifacts", f"given: {redact_url(store)}"))
+        else:
+            (self.home / "objects").mkdir(mode=0o700, exist_ok=True)
+            env["CAIRN_OBJECT_STORE_URL"] = f"file://{self.home / 'objects'}"
+            self.notes.append(("Artifacts", f"content-addressed folder {self.home / 'objects'}"))
+        env.setdefault("CAIRN_PUBLIC_URL", self.gateway_url)
         self.env = env
+
+    def _secret(self, file: str) -> str:
+        """A generated secret kept in ``.cairn/<file>`` (0600), the same on every start."""
+        path = self.home / file
+        if not path.exists():
+            write_secret(path, secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def _require_free_port(self, port: int, setting: str) -> None:
         if port_open("127.0.0.1", port):
@@ -145,7 +159,7 @@ class Stack:
                                   stdin=subprocess.DEVNULL, timeout=300)
 
     def _migrate(self) -> None:
-        specs = [s for s in (*SERVICES, GATEWAY) if not (s.url_env and self._given(s.url_env))]
+        specs = [s for s in (*SERVICES, GATEWAY) if s.http and not (s.url_env and self._given(s.url_env))]
         procs = []
         for spec in specs:
             out = open(self.logs / f"{spec.name}.log", "ab")
@@ -165,21 +179,23 @@ class Stack:
         self.admin_key_file = key_file
 
     def _start_services(self) -> None:
-        gateway_env = {}
+        # every service learns every other's URL first: they call each other at run time, not at start
+        to_start: list[Child] = []
         for spec in SERVICES:
             given = self._given(spec.url_env) if spec.url_env else None
             if given:
-                gateway_env[spec.url_env] = given
+                self.env[spec.url_env] = given
                 self.notes.append((spec.name, f"given: {given}"))
                 continue
             port = self.cfg.service_port_base + spec.port_offset
-            self._require_free_port(port, "CAIRN_SERVICE_PORT_BASE")
-            child = Child(spec, port)
+            if spec.http:
+                self._require_free_port(port, "CAIRN_SERVICE_PORT_BASE")
+            to_start.append(Child(spec, port))
+            if spec.url_env:
+                self.env[spec.url_env] = f"http://127.0.0.1:{port}"
+        for child in to_start:
             self._spawn(child)
             self.children.append(child)
-            if spec.url_env:
-                gateway_env[spec.url_env] = f"http://127.0.0.1:{port}"
-        self.env.update(gateway_env)
         for child in self.children:
             self._wait_healthy(child)
         self._require_free_port(self.cfg.gateway_port, "CAIRN_GATEWAY_PORT")
@@ -192,13 +208,18 @@ class Stack:
         env = dict(self.env, CAIRN_PORT=str(child.port), CAIRN_HOST=host)
         out = open(self.logs / f"{child.spec.name}.log", "ab")
         child.proc = subprocess.Popen(
-            [sys.executable, "-m", child.spec.module, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", child.spec.module, *child.spec.args], env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent(),
         )
         out.close()
         child.started_at = time.monotonic()
 
     def _wait_healthy(self, child: Child, host: str = "127.0.0.1", timeout: float = 120) -> None:
+        if not child.spec.http:
+            time.sleep(0.5)
+            if child.proc and child.proc.poll() is not None:
+                raise RuntimeError(f"{child.spec.name} exited with {child.proc.returncode}; see {self.logs / (child.spec.name + '.log')}")
+            return
         deadline = time.monotonic() + timeout
         url = f"http://{host}:{child.port}/healthz"
         while time.monotonic() < deadline:
@@ -276,7 +297,8 @@ def run_foreground(config: StackConfig) -> None:
     for name, note in stack.notes:
         print(f"  {name:<10} {note}")
     for child in stack.children:
-        print(f"  {child.spec.name:<10} pid {child.proc.pid if child.proc else '-'}, port {child.port}")
+        where = f"port {child.port}" if child.spec.http else " ".join(child.spec.args)
+        print(f"  {child.spec.name:<10} pid {child.proc.pid if child.proc else '-'}, {where}")
     print(f"  Logs       {stack.logs}/")
     print("Press Ctrl-C to stop.", flush=True)
     try:

@@ -11,7 +11,8 @@ from libs.kit.app import service_app
 from libs.kit.runtime import ServiceRuntime
 from services.gateway import store
 from services.gateway.auth import Authenticator
-from services.gateway.routes import audit, keys, models
+from services.gateway.routes import artifacts, audit, evaluation, keys, lifecycle, models, training, versions
+from services.gateway.routes.lifecycle import PRODUCTION_LOOKUP
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
 
@@ -29,9 +30,13 @@ class Gateway:
             for name, url in self.upstream_urls().items()
         }
         self.auth = Authenticator(self)
+        self.production_lookup = self.redis.register_script(PRODUCTION_LOOKUP)
 
     def upstream_urls(self) -> dict[str, str]:
-        return {"registry": self.settings.registry_url, "audit": self.settings.audit_url}
+        s = self.settings
+        return {"registry": s.registry_url, "audit": s.audit_url, "version": s.version_url,
+                "lifecycle": s.lifecycle_url, "training_scheduler": s.training_scheduler_url,
+                "evaluation": s.evaluation_url}
 
     async def ready(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -57,13 +62,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     gateway = Gateway(settings, runtime)
 
     runtime.on_stop(gateway.close)
-    app = service_app(runtime, title="Cairn API", extra_ready=gateway.ready)
+    app = service_app(runtime, title="Cairn API", extra_ready=gateway.ready, streaming_paths=artifacts.is_streaming_path)
     app.description = (
         "Cairn model registry. Authenticate with `Authorization: Bearer <api key>`. "
         "Errors are RFC 9457 problem+json bodies."
     )
     app.state.gateway = gateway
-    for module in (models, audit, keys):
+    for module in (models, versions, artifacts, lifecycle, training, evaluation, audit, keys):
         app.include_router(module.router)
     return app
 

@@ -7,6 +7,11 @@ class GatewaySettings(ServiceSettings):
     port: int = 8080
     registry_url: str = "http://127.0.0.1:8181"
     audit_url: str = "http://127.0.0.1:8182"
+    version_url: str = "http://127.0.0.1:8183"
+    lifecycle_url: str = "http://127.0.0.1:8184"
+    training_scheduler_url: str = "http://127.0.0.1:8185"
+    evaluation_url: str = "http://127.0.0.1:8186"
+    rollback_wait_s: float = Field(5.0, ge=0, le=60, description="Default time a rollback request waits for its outcome")
     upstream_timeout_s: float = Field(30.0, gt=0)
     rate_limit_per_minute: int = Field(6000, ge=1, description="Requests per API key per minute")
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="How long a verified key is trusted before re-checking")

@@ -6,6 +6,7 @@ import logging
 
 import httpx
 from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
 
 from libs.events.envelope import child_traceparent
 from libs.kit.errors import UpstreamUnavailable
@@ -62,6 +63,37 @@ class Upstream:
             raise UpstreamUnavailable(f"the {self.name} service is not reachable; try again shortly") from None
         headers = {k: v for k, v in upstream.headers.items() if k in _PASSED_RESPONSE_HEADERS and k != "content-length"}
         return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+
+    async def forward_stream(self, request: Request, principal: Principal | None, path: str, *, query: str | None = None) -> Response:
+        """Like ``forward`` but the request body and the response body stream through, never held whole.
+        If the upstream aborts mid-body (an artifact failed its hash check), the client's response is
+        aborted too, so a corrupted download never ends cleanly."""
+        url = path + (f"?{query}" if query else "")
+        headers = self.headers_for(request, principal)
+        if "content-length" in request.headers:
+            headers["content-length"] = request.headers["content-length"]
+        for name in ("x-content-sha256", "range"):
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        has_body = request.method in ("PUT", "POST")
+        upstream_request = self.client.build_request(
+            request.method, url, headers=headers, content=request.stream() if has_body else None,
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+        try:
+            upstream = await self.client.send(upstream_request, stream=True)
+        except httpx.TransportError:
+            raise UpstreamUnavailable(f"the {self.name} service is not reachable; try again shortly") from None
+        passed = {k: v for k, v in upstream.headers.items() if k in _PASSED_RESPONSE_HEADERS}
+
+        async def body():
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+
+        return StreamingResponse(body(), status_code=upstream.status_code, headers=passed)
 
     async def ready(self) -> str:
         try:

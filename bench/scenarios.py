@@ -1,0 +1,114 @@
+"""The measured work. Each scenario returns Results; numbers go in docs/benchmarks.md."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.harness import Result, Stack, closed_loop, percentile, summary
+from examples.deployer.deployer import Deployer
+
+
+async def _model(api: httpx.AsyncClient, prefix: str) -> str:
+    response = await api.post("/api/v1/models", json={"name": f"{prefix}-{uuid.uuid4().hex[:8]}", "type": "classification"})
+    response.raise_for_status()
+    return response.json()["model_id"]
+
+
+async def registration(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
+    async def call() -> None:
+        (await api.post("/api/v1/models", json={"name": f"reg-{uuid.uuid4().hex}", "type": "regression"})).raise_for_status()
+
+    count, latencies, elapsed = await closed_loop(call, concurrency=16, duration_s=duration_s)
+    return [Result("model registrations", "req/s", count / elapsed, summary(latencies))]
+
+
+async def version_creation(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
+    models = [await _model(api, "ver") for _ in range(8)]
+    counter = {"i": 0}
+
+    async def call() -> None:
+        counter["i"] += 1
+        model = models[counter["i"] % len(models)]
+        (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).raise_for_status()
+
+    count, latencies, elapsed = await closed_loop(call, concurrency=16, duration_s=duration_s)
+    return [Result("versions created (8 models, 16 clients)", "versions/s", count / elapsed, summary(latencies))]
+
+
+async def _live_version(api: httpx.AsyncClient, model: str, payload: bytes) -> str:
+    version = (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).json()["version"]
+    (await api.put(f"/api/v1/models/{model}/versions/{version}/artifact", content=payload,
+                   headers={"content-type": "application/octet-stream"})).raise_for_status()
+    await api.post(f"/api/v1/models/{model}/versions/{version}/transitions", json={"environment": "production", "to_stage": "staging"})
+    return version
+
+
+async def production_lookup(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
+    model = await _model(api, "hot")
+    version = await _live_version(api, model, os.urandom(4096))
+    (await api.post(f"/api/v1/models/{model}/versions/{version}/publish", json={"environment": "production"})).raise_for_status()
+    url = f"/api/v1/models/{model}/production"
+    for _ in range(100):  # until the cache is filled
+        if (await api.get(url)).headers.get("x-cairn-served-from") == "cache":
+            break
+        await asyncio.sleep(0.02)
+
+    async def call() -> None:
+        response = await api.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(response.text)
+
+    count, latencies, elapsed = await closed_loop(call, concurrency=32, duration_s=duration_s)
+    return [Result("production lookups (cache, 32 clients)", "req/s", count / elapsed, summary(latencies))]
+
+
+async def promote_to_deployer(stack: Stack, api: httpx.AsyncClient, rounds: int) -> list[Result]:
+    deployer = await Deployer(bootstrap=stack.kafka, gateway=stack.gateway, api_key=stack.token,
+                              workdir=stack.workdir / "deployer").start()
+    model = await _model(api, "promo")
+    lags: list[float] = []
+    try:
+        for _ in range(rounds):
+            version = await _live_version(api, model, os.urandom(1024))
+            t0 = time.perf_counter()
+            response = await api.post(f"/api/v1/models/{model}/versions/{version}/publish", json={"environment": "production"})
+            response.raise_for_status()
+            await deployer.wait_for(lambda s: any(e["version"] == version for e in s.events_of("VersionPromoted")), timeout=30)
+            lags.append(time.perf_counter() - t0)
+    finally:
+        await deployer.stop()
+    return [Result("promote request → deployer sees VersionPromoted", "ms p50", percentile([x * 1000 for x in lags], 50),
+                   summary(lags))]
+
+
+async def artifact_transfer(stack: Stack, api: httpx.AsyncClient, size_mb: int) -> list[Result]:
+    model = await _model(api, "blob")
+    version = (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).json()["version"]
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+
+    async def body():
+        for _ in range(size_mb):
+            digest.update(block)
+            yield block
+
+    t0 = time.perf_counter()
+    (await api.put(f"/api/v1/models/{model}/versions/{version}/artifact", content=body(),
+                   headers={"content-type": "application/octet-stream"}, timeout=600)).raise_for_status()
+    upload_s = time.perf_counter() - t0
+    link = (await api.get(f"/api/v1/models/{model}/download", params={"version": version})).json()["download_url"]
+    t0 = time.perf_counter()
+    got = hashlib.sha256()
+    async with httpx.AsyncClient(timeout=600) as plain, plain.stream("GET", link) as response:
+        async for chunk in response.aiter_raw():
+            got.update(chunk)
+    download_s = time.perf_counter() - t0
+    assert got.hexdigest() == digest.hexdigest()
+    return [Result(f"artifact upload ({size_mb} MiB, streamed, hashed)", "MB/s", size_mb * 1.048576 / upload_s),
+            Result(f"artifact download ({size_mb} MiB, verified)", "MB/s", size_mb * 1.048576 / download_s)]

@@ -1,0 +1,1 @@
+"""Examples of programs built on Cairn's events and API."""
