@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 from uuid import UUID
 
 import asyncpg
 
+from libs.kit.sql import Filters
 from services.audit.domain import AuditEntry
 
 SCHEMA = "audit"
@@ -65,27 +66,12 @@ async def query(
     descending: bool,
     limit: int,
 ) -> list[AuditEntry]:
-    where: list[str] = []
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if model_id:
-        where.append(f"model_id = {arg(model_id)}")
-    if actor:
-        where.append(f"actor = {arg(actor)}")
-    if event_type:
-        where.append(f"event_type = {arg(event_type)}")
-    if since:
-        where.append(f"occurred_at >= {arg(since)}")
-    if until:
-        where.append(f"occurred_at < {arg(until)}")
+    f = Filters()
+    for template, value in (("model_id = {}", model_id), ("actor = {}", actor), ("event_type = {}", event_type),
+                            ("occurred_at >= {}", since), ("occurred_at < {}", until)):
+        if value is not None:
+            f.add(template, value)
     if cursor is not None:
-        where.append(f"seq {'<' if descending else '>'} {arg(cursor)}")
-    sql = (
-        f"SELECT {_COLUMNS} FROM audit.log {'WHERE ' + ' AND '.join(where) if where else ''}"
-        f" ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {arg(limit)}"
-    )
-    return [row_to_entry(r) for r in await pool.fetch(sql, *args)]
+        f.add(f"seq {'<' if descending else '>'} {{}}", cursor)
+    sql = f"SELECT {_COLUMNS} FROM audit.log {f.where()} ORDER BY seq {'DESC' if descending else 'ASC'} LIMIT {f.arg(limit)}"
+    return [row_to_entry(r) for r in await pool.fetch(sql, *f.args)]

@@ -1,11 +1,11 @@
 """SQL for the registry schema. Every statement is parameterised; asyncpg prepares and caches them."""
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from libs.kit.sql import Filters
 from services.registry.domain import Model, ModelType
 
 SCHEMA = "registry"
@@ -90,32 +90,25 @@ async def list_live(
     offset: int,
 ) -> tuple[int, list[Model]]:
     """One round trip: the page and the total (a window count over the same filter)."""
-    where = ["deleted_at IS NULL"]
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
-    if type:
-        where.append(f"type = {arg(type)}")
-    if framework:
-        where.append(f"framework = {arg(framework)}")
-    if task:
-        where.append(f"task = {arg(task)}")
-    if owner:
-        where.append(f"owner = {arg(owner)}")
+    f = Filters("deleted_at IS NULL")
+    for column, value in (("type", type), ("framework", framework), ("task", task), ("owner", owner)):
+        if value:
+            f.add(f"{column} = {{}}", value)
     for key, value in tags:
-        where.append(f"tags @> {arg({key: value})}::jsonb" if value is not None else f"tags ? {arg(key)}")
+        if value is None:
+            f.add("tags ? {}", key)
+        else:
+            f.add("tags @> {}::jsonb", {key: value})
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(f"(name ILIKE {arg(pattern)} OR description ILIKE ${len(args)})")
+        f.add("(name ILIKE {} OR description ILIKE {})", pattern, pattern)
+    where, filter_args = f.where(), list(f.args)
     sql = (
         f"SELECT {_COLUMNS}, count(*) OVER () AS total FROM registry.models"
-        f" WHERE {' AND '.join(where)} ORDER BY {_SORTS[sort]} LIMIT {arg(limit)} OFFSET {arg(offset)}"
+        f" {where} ORDER BY {_SORTS[sort]} LIMIT {f.arg(limit)} OFFSET {f.arg(offset)}"
     )
-    rows = await pool.fetch(sql, *args)
+    rows = await pool.fetch(sql, *f.args)
     if not rows and offset:
-        total = await pool.fetchval(f"SELECT count(*) FROM registry.models WHERE {' AND '.join(where)}", *args[:-2])
+        total = await pool.fetchval(f"SELECT count(*) FROM registry.models {where}", *filter_args)
         return total, []
     return (rows[0]["total"] if rows else 0), [row_to_model(r) for r in rows]
