@@ -83,6 +83,11 @@ class Conflict(CairnError):
     """The request clashes with current state: a duplicate name, an illegal transition."""
 
 
+@_kind(410, "gone", "Gone")
+class Gone(CairnError):
+    """The resource existed but is no longer available (an expired link)."""
+
+
 @_kind(412, "precondition_failed", "Precondition failed")
 class PreconditionFailed(CairnError):
     """An ``If-Match`` revision no longer matches."""

@@ -26,11 +26,12 @@ signed_link.permission = "public:signed-link"  # type: ignore[attr-defined]
 @router.get("/artifacts/{sha256}", dependencies=[Depends(signed_link)], responses=problems(403, 404, 410))
 async def download_artifact(
     sha256: str, request: Request,
-    expires: int = Query(..., description="Unix time the link expires"),
-    name: str = Query(..., description="File name for Content-Disposition"),
-    sig: str = Query(..., description="HMAC signature of path, expiry and name"),
+    expires: str | None = Query(None, description="Unix time the link expires"),
+    name: str | None = Query(None, description="File name for Content-Disposition"),
+    sig: str | None = Query(None, description="HMAC signature of path, expiry and name"),
 ) -> Response:
     """Stream the bytes; an expired link gets 410, a tampered one 403. The bytes are checked against
-    their sha256 while streaming (``Repr-Digest`` carries it); a corrupted blob aborts the download."""
+    their sha256 while streaming (``Repr-Digest`` carries it); a corrupted blob aborts the download.
+    The parameters are checked by the version service, so an incomplete link is refused like a tampered one."""
     return await request.app.state.gateway.upstreams["version"].forward_stream(
         request, None, f"/internal/artifacts/{sha256}", query=request.url.query)
