@@ -20,5 +20,6 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("audit", "services.audit", 2, "CAIRN_AUDIT_URL"),
     ServiceSpec("version", "services.version", 3, "CAIRN_VERSION_URL"),
     ServiceSpec("lifecycle", "services.lifecycle", 4, "CAIRN_LIFECYCLE_URL"),
+    ServiceSpec("evaluation", "services.evaluation", 6, "CAIRN_EVALUATION_URL"),
 )
 GATEWAY = ServiceSpec("gateway", "services.gateway", 0, None)
