@@ -20,6 +20,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("audit", "services.audit", 2, "CAIRN_AUDIT_URL"),
     ServiceSpec("version", "services.version", 3, "CAIRN_VERSION_URL"),
     ServiceSpec("lifecycle", "services.lifecycle", 4, "CAIRN_LIFECYCLE_URL"),
+    ServiceSpec("training-scheduler", "services.training_scheduler", 5, "CAIRN_TRAINING_SCHEDULER_URL"),
     ServiceSpec("evaluation", "services.evaluation", 6, "CAIRN_EVALUATION_URL"),
+    # one CPU training worker by default; GPU workers run where a GPU is (`python -m services.worker --pool gpu`)
+    ServiceSpec("worker-cpu", "services.worker", 0, None, args=("serve", "--pool", "cpu"), http=False),
 )
 GATEWAY = ServiceSpec("gateway", "services.gateway", 0, None)
