@@ -183,3 +183,20 @@ class PromotionDecided(Event):
     decision: Literal["promoted", "refused"]
     reason: str
     evaluation_id: UUID | None = None
+
+
+class PromotionPolicySet(Event):
+    """Sent when a model's promotion policy is set or replaced. ``policy`` is the whole new policy."""
+
+    event_type: ClassVar[str] = "PromotionPolicySet"
+    topic: ClassVar[str] = topics.LIFECYCLE
+    example: ClassVar[dict[str, Any]] = {
+        "model_id": _MODEL,
+        "policy": {"environment": "production", "enabled": True,
+                   "staging": {"metric": "accuracy", "min_value": 0.9},
+                   "production": {"metric": "accuracy", "min_improvement_points": 0.5,
+                                  "latency_metric": "latency_p99_ms", "max_latency_ratio": 1.2}},
+    }
+
+    model_id: UUID
+    policy: dict[str, Any]
