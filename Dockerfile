@@ -102,7 +102,7 @@ USER 10001:10001
 # no HTTP port: the probe checks that Postgres and Kafka answer
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "/opt/cairn/healthcheck.py", "--deps"]
-CMD ["python", "-m", "services.worker", "--pool", "gpu"]
+CMD ["python", "-m", "services.worker", "serve", "--pool", "gpu"]
 
 # ---------------------------------------------------------------------------------------------------
 # Runtime (default target): services, init job, CPU worker.
