@@ -120,7 +120,11 @@ class Deployer:
             return
         deployment = self.state.apply(headers.get("ce_id", ""), headers.get("ce_type", ""), body)
         if deployment is not None:
-            await self._deploy(api, deployment)
+            try:
+                await self._deploy(api, deployment)
+            except (httpx.HTTPError, OSError) as exc:  # a failed download must not stop the subscriber
+                deployment.verified = False
+                log.error("deploying %s %s failed: %s", deployment.model_id, deployment.version, exc)
         async with self._changed:
             self._changed.notify_all()
 

@@ -148,10 +148,14 @@ class LifecycleHandlers:
             raise NotFound(f"model {ref} not found")
         return row
 
-    async def resolve_version(self, model: store.ModelRow, ref: str, conn=None) -> store.VersionRow:
+    async def resolve_version(self, model: store.ModelRow, ref: str, conn=None, *,
+                              need_artifact: bool = False) -> store.VersionRow:
+        """A live version from the projection; from the version service when the projection has not
+        seen it yet (or, with ``need_artifact``, has not seen its weights yet: ArtifactStored may still be
+        on its way when a user publishes right after uploading)."""
         conn = conn or self.pool
         row = await store.find_version(conn, model.id, ref)
-        if row is not None and row.deleted_at is None:
+        if row is not None and row.deleted_at is None and (row.artifact_sha256 or not need_artifact):
             return row
         try:
             body = await self.directory.version(model.id, ref)
@@ -256,7 +260,7 @@ class LifecycleHandlers:
                          caller: Caller, *, only_from: str | None = None) -> TransitionOut:
         self._environment(environment)
         model = await self.resolve_model(model_ref)
-        v = await self.resolve_version(model, version)
+        v = await self.resolve_version(model, version, need_artifact=to_stage == "production")
         now, revision = _now(), None
         async with self._uow(caller) as uow:
             slot = await store.lock_slot(uow.conn, model.id, environment)
@@ -292,7 +296,7 @@ class LifecycleHandlers:
         if gradual:
             domain.validate_steps(body.steps)
         model = await self.resolve_model(model_ref)
-        v = await self.resolve_version(model, version)
+        v = await self.resolve_version(model, version, need_artifact=True)
         reason = body.reason or "publish"
         now = _now()
         rollout: domain.Rollout | None = None

@@ -190,9 +190,11 @@ async def test_lifecycle_killed_mid_rollback_gives_exactly_one_outcome(stack):
                                          headers=[(k, v.encode()) for k, v in command.headers().items()])
         finally:
             await producer.stop()
-        os.kill(stack.state["services"]["lifecycle"]["pid"], signal.SIGKILL)
+        killed = stack.state["services"]["lifecycle"]["pid"]
+        os.kill(killed, signal.SIGKILL)
         await watcher.wait_for(lambda r: header(r, "ce_type") in ("VersionRolledBack", "RollbackFailed")
                                and str(command.id).encode() in r.value, timeout=90)
+        await back_up(stack, "lifecycle", killed)
         # give a duplicate every chance to appear: wait until a later marker event has passed through
         async with stack.client() as api:
             third = await staged_version(api, model, os.urandom(1000))
@@ -217,6 +219,18 @@ async def test_production_lookup_is_served_from_cache(stack):
         assert served == "cache"
         by_name = await api.get(f"/api/v1/models/{(await api.get(f'/api/v1/models/{model}')).json()['name']}/production")
         assert by_name.status_code == 200 and by_name.json()["version"] == version
+
+
+async def back_up(stack, service: str, killed_pid: int) -> None:
+    """The supervisor restarted ``service`` and the gateway finds every service ready again."""
+    async def restarted():
+        pid = stack.state["services"][service]["pid"]
+        if pid == killed_pid:
+            return False
+        async with httpx.AsyncClient(timeout=5) as plain:
+            return (await plain.get(f"{stack.gateway}/readyz")).status_code == 200
+
+    await eventually(restarted, timeout=90, interval=0.25)
 
 
 async def _served_from(api, model) -> str | None:
