@@ -117,6 +117,20 @@ async def advance_rollout(model_ref: str, rollout_id: str, request: Request, pri
         request, principal, f"/internal/models/{model_ref}/rollouts/{rollout_id}/advance", body=b"")
 
 
+@router.get("/models/{model_ref}/rollouts/{rollout_id}", responses=problems(401, 403, 404))
+async def get_rollout(model_ref: str, rollout_id: UUID, request: Request, principal: Read) -> Response:
+    """One rollout: its steps, the current traffic weights and when it moves next."""
+    return await _lifecycle(request).forward(request, principal, f"/internal/models/{model_ref}/rollouts/{rollout_id}")
+
+
+@router.post("/models/{model_ref}/rollouts/{rollout_id}/abort", responses=problems(401, 403, 404, 409, 422))
+async def abort_rollout(model_ref: str, rollout_id: UUID, request: Request, principal: Write) -> Response:
+    """Stop a gradual rollout: all traffic goes back to the stable version. Emits RolloutUpdated (aborted).
+    Body (optional): ``{"reason": "..."}``."""
+    return await _lifecycle(request).forward(
+        request, principal, f"/internal/models/{model_ref}/rollouts/{rollout_id}/abort", body=await request.body())
+
+
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     environment: str = Field("production", max_length=64)
