@@ -27,6 +27,7 @@ async def run(quick: bool) -> list[Result]:
             results += await scenarios.production_lookup(stack, api, duration)
             results += await scenarios.promote_to_deployer(stack, api, 10 if quick else 30)
             results += await scenarios.artifact_transfer(stack, api, 64 if quick else 256)
+            results += await scenarios.train_to_verdict(stack, api, 1 if quick else 3)
     finally:
         stack.stop()
     return results

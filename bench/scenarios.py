@@ -64,8 +64,12 @@ async def production_lookup(stack: Stack, api: httpx.AsyncClient, duration_s: fl
         if response.status_code != 200:
             raise RuntimeError(response.text)
 
-    count, latencies, elapsed = await closed_loop(call, concurrency=32, duration_s=duration_s)
-    return [Result("production lookups (cache, 32 clients)", "req/s", count / elapsed, summary(latencies))]
+    results = []
+    for clients in (1, 32):  # the latency of one caller, then the throughput when saturated
+        count, latencies, elapsed = await closed_loop(call, concurrency=clients, duration_s=duration_s)
+        results.append(Result(f"production lookups (cache, {clients} client{'s' if clients > 1 else ''})", "req/s",
+                              count / elapsed, summary(latencies)))
+    return results
 
 
 async def promote_to_deployer(stack: Stack, api: httpx.AsyncClient, rounds: int) -> list[Result]:
@@ -112,3 +116,43 @@ async def artifact_transfer(stack: Stack, api: httpx.AsyncClient, size_mb: int) 
     assert got.hexdigest() == digest.hexdigest()
     return [Result(f"artifact upload ({size_mb} MiB, streamed, hashed)", "MB/s", size_mb * 1.048576 / upload_s),
             Result(f"artifact download ({size_mb} MiB, verified)", "MB/s", size_mb * 1.048576 / download_s)]
+
+
+async def train_to_verdict(stack: Stack, api: httpx.AsyncClient, rounds: int) -> list[Result]:
+    """A digits CNN (3 epochs, CPU) from the training request to the promotion policy's verdict: queued →
+    trained by the stack's worker → version → measured by the evaluation service → PromotionDecided."""
+    deployer = await Deployer(bootstrap=stack.kafka, gateway=stack.gateway, api_key=stack.token,
+                              workdir=stack.workdir / "deployer-train").start()
+    registered = await api.post("/api/v1/models", json={
+        "name": f"train-{uuid.uuid4().hex[:8]}", "type": "vision", "framework": "pytorch",
+        "metadata": {"image_size": 8, "image_channels": 1, "num_classes": 10}})
+    registered.raise_for_status()
+    model = registered.json()["model_id"]
+    (await api.put(f"/api/v1/models/{model}/promotion-policy", json={
+        "staging": {"metric": "accuracy", "min_value": 0.9},
+        "production": {"metric": "accuracy", "min_improvement_points": 0.5}})).raise_for_status()
+    to_verdict: list[float] = []
+    training: list[float] = []
+
+    def verdicts(state) -> list[dict]:
+        return [e for e in state.events_of("PromotionDecided") if e["model_id"] == model and e["to_stage"] == "staging"]
+
+    try:
+        for i in range(rounds):
+            before = len(verdicts(deployer.state))
+            t0 = time.perf_counter()
+            job = (await api.post(f"/api/v1/models/{model}/training-jobs", json={
+                "dataset": "digits", "hyperparameters": {"epochs": 3, "batch_size": 32, "learning_rate": 0.003,
+                                                         "seed": i}})).json()
+            await deployer.wait_for(lambda s: len(verdicts(s)) > before, timeout=300)
+            to_verdict.append(time.perf_counter() - t0)
+            result = (await api.get(f"/api/v1/training-jobs/{job['job_id']}")).json().get("result") or {}
+            if result.get("duration_s"):
+                training.append(float(result["duration_s"]))
+    finally:
+        await deployer.stop()
+    results = [Result("training request → policy verdict (digits CNN, 3 epochs, CPU)", "s p50",
+                      percentile(to_verdict, 50), summary(to_verdict))]
+    if training:
+        results.append(Result("  of which training on the worker (3 epochs)", "s p50", percentile(training, 50)))
+    return results
