@@ -121,3 +121,18 @@ async def test_a_trained_model_is_measured_promoted_by_policy_and_deployed(stack
         report = await api.post("/api/v1/models/compare", params={"format": "html"}, json={
             "model_1": {"model_id": model, "version": version}, "model_2": {"model_id": model, "version": weak_version}})
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+
+
+async def test_a_job_cancelled_through_the_gateway_stops_with_its_reason(stack):
+    async with stack.client() as api:
+        registered = await api.post("/api/v1/models", json={
+            "name": f"cancel-{uuid.uuid4().hex[:8]}", "type": "vision", "metadata": DIGITS_VISION})
+        model = registered.json()["model_id"]
+        job = (await api.post(f"/api/v1/models/{model}/training-jobs", json={
+            "dataset": "digits", "hyperparameters": {"epochs": 500, "batch_size": 8}})).json()
+        cancelled = await api.post(f"/api/v1/training-jobs/{job['job_id']}/cancel", json={"reason": "wrong dataset"})
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["state"], cancelled.json()["cancel_reason"]) == ("cancelled", "wrong dataset")
+        events = await sse_events(api, job["job_id"])  # the stream ends with the job
+        assert events[-1]["data"]["state"] == "cancelled"
+        assert (await api.get(f"/api/v1/models/{model}/versions")).json()["total"] == 0

@@ -56,8 +56,10 @@ async def get_job(job_id: UUID, request: Request, principal: Read) -> Response:
 
 @router.post("/training-jobs/{job_id}/cancel", responses=problems(401, 403, 404, 409))
 async def cancel_job(job_id: UUID, request: Request, principal: Write) -> Response:
-    """Cancel a queued or running job; a running attempt stops and produces no version. Emits TrainingCancelled."""
-    return await _scheduler(request).forward(request, principal, f"/internal/training-jobs/{job_id}/cancel", body=b"")
+    """Cancel a queued or running job; a running attempt stops and produces no version. Emits TrainingCancelled.
+    Body (optional): ``{"reason": "..."}``."""
+    return await _scheduler(request).forward(request, principal, f"/internal/training-jobs/{job_id}/cancel",
+                                             body=await request.body())
 
 
 @router.get("/training-jobs/{job_id}/events", responses=problems(401, 403, 404))

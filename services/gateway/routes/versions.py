@@ -55,8 +55,10 @@ async def get_version(model_ref: str, version: str, request: Request, principal:
 
 @router.delete("/versions/{version}", status_code=204, responses=problems(401, 403, 404, 409))
 async def delete_version(model_ref: str, version: str, request: Request, principal: Write) -> Response:
-    """Delete a version; refused while it is live in an environment or named by an alias. Emits VersionDeleted."""
-    return await _version(request).forward(request, principal, f"/internal/models/{model_ref}/versions/{version}")
+    """Delete a version; refused while it is live in an environment or named by an alias. Emits VersionDeleted
+    with ``?reason=``."""
+    return await _version(request).forward(request, principal, f"/internal/models/{model_ref}/versions/{version}",
+                                           query=request.url.query)
 
 
 @router.put("/versions/{version}/artifact", status_code=201, responses=problems(401, 403, 404, 409, 413, 422))
