@@ -216,7 +216,7 @@ class EvaluationSystem:
 
 async def _start_real_version_service(service_env, objects: Path, registry_url: str):
     """The real version service on the same object store, if it is importable and starts (it is written
-    alongside this service); otherwise None and the reason, and the tests that need it are skipped."""
+    alongside this service); otherwise None and the reason, which the tests that need it fail with."""
     try:
         from services.version.app import create_app as create_version
         from services.version.settings import VersionSettings

@@ -30,12 +30,8 @@ from tests.conftest import scratch_dir
 from tests.support.kafka import eventually, header
 from tests.support.servers import RunningServer, serve
 
-try:
-    from services.version.app import create_app as create_version
-    from services.version.settings import VersionSettings
-except ImportError as exc:  # being written concurrently; without it nothing can be published
-    create_version = None
-    VERSION_IMPORT_ERROR = str(exc)
+from services.version.app import create_app as create_version
+from services.version.settings import VersionSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 LINK_SECRET = "training-tests-link-secret-0123456789"
@@ -264,8 +260,6 @@ class TrainingSystem:
 
 @pytest.fixture(scope="session")
 async def training(service_env) -> TrainingSystem:
-    if create_version is None:
-        pytest.skip(f"the version service is not importable yet: {VERSION_IMPORT_ERROR}")
     objects_root = scratch_dir("cairn-test-training-objects-")
     logs_dir = scratch_dir("cairn-test-worker-logs-")
     registry = await serve(create_registry(RegistrySettings(**service_env)))
