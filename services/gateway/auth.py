@@ -54,18 +54,24 @@ class Authenticator:
             raise Unauthenticated("unknown or revoked API key", extra={"key_id": key_id})
         return principal
 
+    @staticmethod
+    def rate_key(principal: keys.Principal) -> str:
+        """The Redis counter of this key's requests in the current minute (fixed window)."""
+        return f"rl:{principal.key_id}:{int(time.time() // 60)}"
+
+    def rate_limited(self) -> RateLimited:
+        limit = self.gw.settings.rate_limit_per_minute
+        return RateLimited(f"more than {limit} requests this minute",
+                           extra={"retry_after_s": 60 - int(time.time()) % 60})
+
     async def check_rate(self, principal: keys.Principal) -> None:
-        window = int(time.time() // 60)
-        name = f"rl:{principal.key_id}:{window}"
+        name = self.rate_key(principal)
         async with self.gw.redis.pipeline(transaction=False) as pipe:
             pipe.incr(name)
             pipe.expire(name, 120)
             count, _ = await pipe.execute()
         if count > self.gw.settings.rate_limit_per_minute:
-            raise RateLimited(
-                f"more than {self.gw.settings.rate_limit_per_minute} requests this minute",
-                extra={"retry_after_s": 60 - int(time.time()) % 60},
-            )
+            raise self.rate_limited()
 
     async def audit_denial(
         self, request: Request, status: int, reason: str, permission: str | None, key_id: str | None,
@@ -87,8 +93,10 @@ class Authenticator:
             log.exception("could not audit a refused request")
 
 
-def require(permission: str) -> Callable:
-    """Dependency factory: the route needs ``permission``; returns the principal."""
+def require(permission: str, *, rate_checked_by_route: bool = False) -> Callable:
+    """Dependency factory: the route needs ``permission``; returns the principal. A hot route may count
+    the request against the rate limit itself, in the same Redis round trip as its own work
+    (``rate_checked_by_route``); it must then call ``Authenticator.rate_key``/``rate_limited``."""
 
     async def dependency(request: Request) -> keys.Principal:
         gw = request.app.state.gateway
@@ -102,7 +110,8 @@ def require(permission: str) -> Callable:
             reason = f"role {principal.role} lacks permission {permission}"
             await gw.auth.audit_denial(request, 403, reason, permission, principal.key_id, actor=principal.name)
             raise Forbidden(reason, extra={"permission": permission})
-        await gw.auth.check_rate(principal)
+        if not rate_checked_by_route:
+            await gw.auth.check_rate(principal)
         request.state.principal = principal
         return principal
 

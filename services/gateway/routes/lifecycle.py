@@ -29,9 +29,15 @@ from services.gateway.keys import Principal
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 Read = Annotated[Principal, Depends(require("lifecycle:read"))]
 Write = Annotated[Principal, Depends(require("lifecycle:write"))]
+HotRead = Annotated[Principal, Depends(require("lifecycle:read", rate_checked_by_route=True))]
 
 # One Redis round trip: resolve a model name to its id if needed, then read the production view.
+#: ARGV: model ref, environment, '1' if the ref is an id, the caller's rate counter, the limit per minute.
+#: One round trip: count the request against the rate limit, resolve name → id, read the view.
 PRODUCTION_LOOKUP = """
+local count = redis.call('INCR', ARGV[4])
+if count == 1 then redis.call('EXPIRE', ARGV[4], 120) end
+if count > tonumber(ARGV[5]) then return '!rate-limited' end
 local id = ARGV[1]
 if ARGV[3] == '0' then
   id = redis.call('GET', 'cairn:model-name:' .. string.lower(ARGV[1]))
@@ -55,13 +61,16 @@ def _is_uuid(value: str) -> bool:
 
 @router.get("/models/{model_ref}/production", responses=problems(401, 403, 404))
 async def production(
-    model_ref: str, request: Request, principal: Read,
+    model_ref: str, request: Request, principal: HotRead,
     environment: str = Query("production", max_length=64),
 ) -> Response:
     """What is live: version, artifact (sha256, size, download path) and traffic weights during a rollout.
     ``x-cairn-served-from`` says whether Redis answered or the lifecycle service did."""
     gw = request.app.state.gateway
-    cached = await gw.production_lookup(args=[model_ref, environment, "1" if _is_uuid(model_ref) else "0"])
+    cached = await gw.production_lookup(args=[model_ref, environment, "1" if _is_uuid(model_ref) else "0",
+                                              gw.auth.rate_key(principal), gw.settings.rate_limit_per_minute])
+    if cached == b"!rate-limited":
+        raise gw.auth.rate_limited()
     if cached:
         return Response(cached, media_type="application/json", headers={"x-cairn-served-from": "cache"})
     response = await _lifecycle(request).forward(
