@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from examples.deployer.deployer import Deployer
 from libs.stack.procs import free_port, http_ok
 from tests.conftest import scratch_dir
 from tests.support.kafka import eventually
@@ -107,3 +108,12 @@ def private_stack():
         running.proc.send_signal(signal.SIGTERM)
         running.proc.wait(60)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+async def deployer(stack):
+    """The example deployer subscribed to cairn.lifecycle.v1 from now on, as a real downstream consumer."""
+    running = await Deployer(bootstrap=stack.state["kafka_bootstrap"], gateway=stack.gateway, api_key=stack.token,
+                             workdir=stack.home.parent / f"deployer-{uuid.uuid4().hex[:6]}").start()
+    yield running
+    await running.stop()

@@ -14,20 +14,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from examples.deployer.deployer import Deployer
 from libs.events.envelope import Envelope
 from libs.events.lifecycle import RollbackRequested
 from tests.support.kafka import TopicWatcher, eventually, header
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
-
-
-@pytest.fixture
-async def deployer(stack):
-    running = await Deployer(bootstrap=stack.state["kafka_bootstrap"], gateway=stack.gateway, api_key=stack.token,
-                             workdir=stack.home.parent / f"deployer-{uuid.uuid4().hex[:6]}").start()
-    yield running
-    await running.stop()
 
 
 async def new_model(api: httpx.AsyncClient) -> str:

@@ -11,7 +11,6 @@ import httpx
 import orjson
 import pytest
 
-from examples.deployer.deployer import Deployer
 from tests.support.kafka import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -23,14 +22,6 @@ POLICY = {
     "production": {"metric": "accuracy", "min_improvement_points": 0.5, "latency_metric": "latency_p99_ms",
                    "max_latency_ratio": 1.2},
 }
-
-
-@pytest.fixture
-async def deployer(stack):
-    running = await Deployer(bootstrap=stack.state["kafka_bootstrap"], gateway=stack.gateway, api_key=stack.token,
-                             workdir=stack.home.parent / f"deployer-{uuid.uuid4().hex[:6]}").start()
-    yield running
-    await running.stop()
 
 
 async def sse_events(api: httpx.AsyncClient, job_id: str) -> list[dict]:
