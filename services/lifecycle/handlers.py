@@ -45,6 +45,7 @@ from services.lifecycle.schemas import (
     ArtifactOut,
     CommandOut,
     DeploymentOut,
+    DeprecateOut,
     ProductionView,
     PublishIn,
     PublishOut,
@@ -328,7 +329,7 @@ class LifecycleHandlers:
                           rollout=rollout_out(rollout, artifact) if rollout else None)
 
     async def deprecate(self, model_ref: str, version: str, environment: str | None, reason: str,
-                        caller: Caller) -> list[TransitionOut]:
+                        caller: Caller) -> DeprecateOut:
         envs = [self._environment(environment)] if environment else self.environments
         model = await self.resolve_model(model_ref)
         v = await self.resolve_version(model, version)
@@ -352,7 +353,7 @@ class LifecycleHandlers:
                 await self._emit_move(uow, v, env, from_stage, "deprecated", reason)
                 moved.append(TransitionOut(model_id=model.id, version=v.version, environment=env,
                                            from_stage=from_stage, to_stage="deprecated", at=now))
-        return moved
+        return DeprecateOut(model_id=model.id, version=v.version, transitions=moved)
 
     # ------------------------------------------------------------------------------------------
     # HTTP: rollouts
@@ -374,9 +375,15 @@ class LifecycleHandlers:
             raise NotFound(f"rollout {rollout_id} of model {model.name} not found")
         return model, rollout
 
-    async def rollout(self, model_ref: str, rollout_id: UUID) -> RolloutOut:
-        await self._rollout_of(model_ref, rollout_id)
+    async def _rollout_view(self, rollout_id: UUID) -> RolloutOut:
         row = await store.get_rollout_row(self.pool, rollout_id)
+        return rollout_out(store.row_to_rollout(row), store.candidate_artifact(row))
+
+    async def rollout(self, model_ref: str, rollout_id: UUID) -> RolloutOut:
+        model = await self.resolve_model(model_ref)
+        row = await store.get_rollout_row(self.pool, rollout_id)
+        if row is None or row["r_model_id"] != model.id:
+            raise NotFound(f"rollout {rollout_id} of model {model.name} not found")
         return rollout_out(store.row_to_rollout(row), store.candidate_artifact(row))
 
     async def advance_rollout(self, model_ref: str, rollout_id: UUID, caller: Caller) -> RolloutOut:
@@ -387,7 +394,7 @@ class LifecycleHandlers:
             assert rollout is not None
             rollout, revision = await self._advance(uow, slot, rollout, actor=caller.actor, now=_now())
         await self._invalidate(model.id, rollout.environment, revision)
-        return await self.rollout(str(model.id), rollout_id)
+        return await self._rollout_view(rollout_id)
 
     async def abort_rollout(self, model_ref: str, rollout_id: UUID, reason: str, caller: Caller) -> RolloutOut:
         model, found = await self._rollout_of(model_ref, rollout_id)
@@ -400,7 +407,7 @@ class LifecycleHandlers:
                                extra={"rollout_id": str(rollout_id), "status": rollout.status})
             revision = await self._abort(uow, rollout, reason=reason or "aborted", now=_now())
         await self._invalidate(model.id, found.environment, revision)
-        return await self.rollout(str(model.id), rollout_id)
+        return await self._rollout_view(rollout_id)
 
     async def _abort(self, uow: UnitOfWork, rollout: domain.Rollout, *, reason: str, now: datetime) -> int:
         aborted = domain.abort(rollout, now=now)

@@ -66,9 +66,7 @@ def build_router(handlers: LifecycleHandlers, caller_dep) -> APIRouter:
     @router.post("/versions/{version}/deprecate", response_model=DeprecateOut, responses=problems(404, 409, 422))
     async def deprecate(model_ref: str, version: str, caller: CallerDep,
                         body: Annotated[DeprecateIn, Body(default_factory=DeprecateIn)]) -> DeprecateOut:
-        moved = await handlers.deprecate(model_ref, version, body.environment, body.reason, caller)
-        model = await handlers.resolve_model(model_ref)
-        return DeprecateOut(model_id=model.id, version=moved[0].version if moved else version, transitions=moved)
+        return await handlers.deprecate(model_ref, version, body.environment, body.reason, caller)
 
     @router.get("/rollouts", response_model=RolloutList, responses=problems(404, 422))
     async def rollouts(

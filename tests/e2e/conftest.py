@@ -70,8 +70,8 @@ def stack_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def stack():
+def running_stack():
+    """A stack in a scratch folder of its own, stopped with SIGTERM (as Ctrl-C would) and removed after."""
     workdir = scratch_dir("cairn-test-e2e-")
     running = start_stack(workdir / "home", stack_env())
     yield running
@@ -79,6 +79,11 @@ def stack():
         running.proc.send_signal(signal.SIGTERM)
         running.proc.wait(60)
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    yield from running_stack()
 
 
 async def audit_entries(api: httpx.AsyncClient, **params) -> list[dict] | None:
@@ -101,13 +106,7 @@ async def audit_entries(api: httpx.AsyncClient, **params) -> list[dict] | None:
 @pytest.fixture(scope="module")
 def private_stack():
     """A stack of the module's own, for tests that stop or restart it."""
-    workdir = scratch_dir("cairn-test-e2e-")
-    running = start_stack(workdir / "home", stack_env())
-    yield running
-    if running.proc.poll() is None:
-        running.proc.send_signal(signal.SIGTERM)
-        running.proc.wait(60)
-    shutil.rmtree(workdir, ignore_errors=True)
+    yield from running_stack()
 
 
 @pytest.fixture

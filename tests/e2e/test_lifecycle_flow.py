@@ -52,6 +52,17 @@ async def live(api: httpx.AsyncClient, model: str) -> str | None:
     return response.json()["version"] if response.status_code == 200 else None
 
 
+async def send_to_kafka(stack, envelope: Envelope) -> None:
+    """Publish an event straight to the broker, as any producer may (not through the gateway)."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.state["kafka_bootstrap"], enable_idempotence=False)
+    await producer.start()
+    try:
+        await producer.send_and_wait(envelope.topic, key=envelope.subject.encode(), value=envelope.body(),
+                                     headers=[(k, v.encode()) for k, v in envelope.headers().items()])
+    finally:
+        await producer.stop()
+
+
 async def test_upload_then_download_by_expiring_link_matches_sha256(stack):
     payload = os.urandom(3 * 1024 * 1024 + 17)
     async with stack.client() as api:
@@ -106,13 +117,7 @@ async def test_rollback_requested_straight_on_kafka_moves_production_back(stack,
 
         command = Envelope(data=RollbackRequested(model_id=uuid.UUID(model), strategy="fast", reason="health check failed"),
                            source="regression-detector", actor="detector")
-        producer = AIOKafkaProducer(bootstrap_servers=stack.state["kafka_bootstrap"], enable_idempotence=False)
-        await producer.start()
-        try:
-            await producer.send_and_wait(command.topic, key=command.subject.encode(), value=command.body(),
-                                         headers=[(k, v.encode()) for k, v in command.headers().items()])
-        finally:
-            await producer.stop()
+        await send_to_kafka(stack, command)
         rolled = await deployer.wait_for(lambda s: [e for e in s.events_of("VersionRolledBack")
                                                     if e.get("command_id") == str(command.id)])
         assert rolled[0]["from_version"] == second and rolled[0]["to_version"] == first
@@ -174,13 +179,7 @@ async def test_lifecycle_killed_mid_rollback_gives_exactly_one_outcome(stack):
     command = Envelope(data=RollbackRequested(model_id=uuid.UUID(model), strategy="version", target_version=first),
                        source="tests", actor="tests")
     async with TopicWatcher(stack.state["kafka_bootstrap"], "cairn.lifecycle.v1") as watcher:
-        producer = AIOKafkaProducer(bootstrap_servers=stack.state["kafka_bootstrap"], enable_idempotence=False)
-        await producer.start()
-        try:
-            await producer.send_and_wait(command.topic, key=command.subject.encode(), value=command.body(),
-                                         headers=[(k, v.encode()) for k, v in command.headers().items()])
-        finally:
-            await producer.stop()
+        await send_to_kafka(stack, command)
         killed = stack.state["services"]["lifecycle"]["pid"]
         os.kill(killed, signal.SIGKILL)
         await watcher.wait_for(lambda r: header(r, "ce_type") in ("VersionRolledBack", "RollbackFailed")

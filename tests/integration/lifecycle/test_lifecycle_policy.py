@@ -10,7 +10,7 @@ import pytest
 
 from libs.events import topics
 from libs.events.evaluation import EvaluationCompleted
-from tests.support.kafka import TopicWatcher, header
+from tests.support.kafka import TopicWatcher, eventually, header
 
 pytestmark = pytest.mark.asyncio
 
@@ -128,8 +128,6 @@ async def test_without_a_policy_an_evaluation_moves_nothing(lifecycle):
     async def recorded():
         return await lc.pool.fetchval("SELECT count(*) FROM lifecycle.evaluations WHERE evaluation_id = $1",
                                       event.evaluation_id) == 1
-
-    from tests.support.kafka import eventually
 
     await eventually(recorded)
     assert await _stages(lc, model) == {"1.0.0": "draft"}
