@@ -56,16 +56,34 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def stop_process(proc: subprocess.Popen, *, grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the child's whole process group when it leads one (children started with
+    ``start_new_session``), so what it started itself (uvicorn workers, helpers) goes too."""
     try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+            return
+    except ProcessLookupError:
+        return
+    except OSError:
+        pass
+    proc.send_signal(sig)
+
+
+def stop_process(proc: subprocess.Popen, *, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds, to the child and the process group it leads."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(5)
+    # the leader may be gone while members of its group linger: they get no grace after their leader
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def write_secret(path: Path, value: str) -> None:

@@ -58,6 +58,10 @@ class StackConfig:
         )
 
 
+class StopRequested(Exception):
+    """SIGINT or SIGTERM arrived while the stack was still starting: stop at the next step, not after it."""
+
+
 @dataclass
 class Child:
     spec: ServiceSpec
@@ -86,14 +90,17 @@ class Stack:
         os.chmod(self.home, 0o700)
         self.logs.mkdir(exist_ok=True)
         try:
-            self._start_infrastructure()
-            self._migrate()
-            self._bootstrap_admin_key()
-            self._start_services()
-            self._write_state()
+            for step in (self._start_infrastructure, self._migrate, self._bootstrap_admin_key,
+                         self._start_services, self._write_state):
+                self._check_stop()
+                step()
         except BaseException:
             self.stop()
             raise
+
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise StopRequested()
 
     def _given(self, name: str) -> str | None:
         value = self.cfg.env.get(name)
@@ -165,11 +172,15 @@ class Stack:
             out = open(self.logs / f"{spec.name}.log", "ab")
             procs.append((spec, out, subprocess.Popen([sys.executable, "-m", spec.module, "migrate"], env=self.env,
                                                       stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)))
-        for spec, out, proc in procs:
-            code = proc.wait(300)
-            out.close()
-            if code != 0:
-                raise RuntimeError(f"migrations of {spec.name} failed; see {self.logs / (spec.name + '.log')}")
+        try:
+            for spec, out, proc in procs:
+                code = self._wait_child(proc, 300)
+                if code != 0:
+                    raise RuntimeError(f"migrations of {spec.name} failed; see {self.logs / (spec.name + '.log')}")
+        finally:  # a failed or interrupted start leaves no migration running
+            for _, out, proc in procs:
+                stop_process(proc, grace=5)
+                out.close()
 
     def _bootstrap_admin_key(self) -> None:
         key_file = self.home / "admin-key"
@@ -194,6 +205,7 @@ class Stack:
             if spec.url_env:
                 self.env[spec.url_env] = f"http://127.0.0.1:{port}"
         for child in to_start:
+            self._check_stop()
             self._spawn(child)
             self.children.append(child)
         for child in self.children:
@@ -223,12 +235,26 @@ class Stack:
         deadline = time.monotonic() + timeout
         url = f"http://{host}:{child.port}/healthz"
         while time.monotonic() < deadline:
+            self._check_stop()
             if http_ok(url):
                 return
             if child.proc and child.proc.poll() is not None:
                 raise RuntimeError(f"{child.spec.name} exited with {child.proc.returncode}; see {self.logs / (child.spec.name + '.log')}")
             time.sleep(0.1)
         raise TimeoutError(f"{child.spec.name} did not become healthy in {timeout}s")
+
+    def _wait_child(self, proc: subprocess.Popen, timeout: float) -> int:
+        """Wait for a one-off child (a migration), killing it if a stop is requested meanwhile."""
+        deadline = time.monotonic() + timeout
+        while (code := proc.poll()) is None:
+            if self._stopping.is_set():
+                stop_process(proc, grace=5)
+                raise StopRequested()
+            if time.monotonic() > deadline:
+                stop_process(proc, grace=5)
+                raise TimeoutError(f"{proc.args} did not finish in {timeout}s")
+            time.sleep(0.05)
+        return code
 
     def _write_state(self) -> None:
         state = {
@@ -289,7 +315,11 @@ def run_foreground(config: StackConfig) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
     signal.signal(signal.SIGINT, lambda *_: stack.request_stop())
     print(f"Starting Cairn (home {config.home}) ...", flush=True)
-    stack.start()
+    try:
+        stack.start()  # stops what it had started before it raises
+    except StopRequested:
+        print("Stopped before Cairn was up.", flush=True)
+        return
     print("\nCairn is up.", flush=True)
     print(f"  Gateway    {stack.gateway_url}   OpenAPI: {stack.gateway_url}/docs")
     print(f"  Admin key  {stack.admin_key_file}  (readable by its owner only)")

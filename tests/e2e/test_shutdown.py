@@ -38,3 +38,54 @@ async def test_sigterm_stops_everything_and_models_survive_a_restart(private_sta
     finally:
         again.proc.send_signal(signal.SIGTERM)
         again.proc.wait(60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def test_sigterm_while_starting_stops_what_was_started():
+    """A stop asked for while the stack is still starting (a fresh clone starts slowly) ends the start at
+    once and leaves no process behind: not a service, not a migration, not the infrastructure."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from libs.stack.procs import port_open
+    from tests.conftest import scratch_dir
+    from tests.e2e.conftest import stack_env
+
+    home = scratch_dir("cairn-test-early-stop-") / "home"
+    env = stack_env()
+    proc = subprocess.Popen([sys.executable, "-m", "libs.stack", "run", "--home", str(home)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    supervisor = psutil.Process(proc.pid)
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    # wait until the start is well under way: infrastructure up and some service processes spawned
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen |= {child.pid for child in supervisor.children(recursive=True)}
+        if len(seen) >= 5 and (home / "logs" / "registry.log").exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the stack exited on its own"
+    seen |= {child.pid for child in supervisor.children(recursive=True)}
+    proc.send_signal(signal.SIGTERM)
+    gateway_port = int(env["CAIRN_GATEWAY_PORT"])
+    gateway_came_up = False
+    while proc.poll() is None:  # the start is abandoned: the gateway, the last step, never comes up
+        gateway_came_up |= port_open("127.0.0.1", gateway_port)
+        if time.monotonic() > deadline + 90:
+            proc.kill()
+            break
+        time.sleep(0.05)
+    assert proc.wait(10) == 0
+    assert not gateway_came_up
+    assert not [pid for pid in seen if _alive(pid)]
+    assert not (home / "postgres" / "postmaster.pid").exists()
+    assert not (home / "stack.json").exists()
+    shutil.rmtree(home.parent, ignore_errors=True)
