@@ -8,8 +8,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 
 from libs.kit.http import problems
+from services.evaluation.schemas import CompareRequest, EvaluateRequest
 from services.gateway.auth import require
+from services.gateway.bodies import json_body
 from services.gateway.keys import Principal
+from services.lifecycle.policy import PromotionPolicy
 
 router = APIRouter(prefix="/api/v1", tags=["evaluation"])
 Read = Annotated[Principal, Depends(require("evaluation:read"))]
@@ -22,7 +25,7 @@ def _evaluation(request: Request):
     return request.app.state.gateway.upstreams["evaluation"]
 
 
-@router.post("/models/compare", responses=problems(400, 401, 403, 404, 422))
+@router.post("/models/compare", responses=problems(400, 401, 403, 404, 422), openapi_extra=json_body(CompareRequest))
 async def compare(request: Request, principal: Read) -> Response:
     """Compare two versions (seed 001 §5.1): performance (metric deltas), parameters (config and
     hyperparameter diff) and structure (layer by layer with tensor shapes). JSON, or a readable HTML
@@ -45,7 +48,8 @@ async def evaluations(model_ref: str, version: str, request: Request, principal:
                                               f"/internal/models/{model_ref}/versions/{version}/evaluations")
 
 
-@router.post("/models/{model_ref}/versions/{version}/evaluate", status_code=202, responses=problems(401, 403, 404, 422))
+@router.post("/models/{model_ref}/versions/{version}/evaluate", status_code=202, responses=problems(401, 403, 404, 422),
+             openapi_extra=json_body(EvaluateRequest, required=False))
 async def evaluate(model_ref: str, version: str, request: Request, principal: Write) -> Response:
     """Request a (re-)evaluation. Emits EvaluationRequested; the result arrives as EvaluationCompleted."""
     return await _evaluation(request).forward(request, principal,
@@ -64,7 +68,8 @@ async def get_policy(model_ref: str, request: Request, principal: PolicyRead) ->
         request, principal, f"/internal/models/{model_ref}/promotion-policy")
 
 
-@router.put("/models/{model_ref}/promotion-policy", responses=problems(401, 403, 404, 422))
+@router.put("/models/{model_ref}/promotion-policy", responses=problems(401, 403, 404, 422),
+            openapi_extra=json_body(PromotionPolicy))
 async def set_policy(model_ref: str, request: Request, principal: PolicyWrite) -> Response:
     """Promotion rules applied on every EvaluationCompleted, e.g. to staging when accuracy ≥ 0.9; to
     production when it beats production by ≥ 0.5 points and its p99 latency is at most 1.2×."""

@@ -24,7 +24,10 @@ from libs.kit.http import problems
 from libs.kit.uow import UnitOfWork
 from services.gateway import store
 from services.gateway.auth import require
+from services.gateway.bodies import json_body
 from services.gateway.keys import Principal
+from services.lifecycle.routes import AbortIn
+from services.lifecycle.schemas import ArchiveIn, DeprecateIn, PublishIn, TransitionIn, UnpublishIn
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 Read = Annotated[Principal, Depends(require("lifecycle:read"))]
@@ -93,7 +96,7 @@ async def deployments(model_ref: str, request: Request, principal: Read) -> Resp
                                              query=request.url.query)
 
 
-def _transition_route(action: str, summary: str):
+def _transition_route(action: str, body: type[BaseModel], summary: str, *, body_required: bool = False):
     async def route(model_ref: str, version: str, request: Request, principal: Write) -> Response:
         return await _lifecycle(request).forward(
             request, principal, f"/internal/models/{model_ref}/versions/{version}/{action}", body=await request.body())
@@ -101,16 +104,22 @@ def _transition_route(action: str, summary: str):
     route.__doc__ = summary
     route.__name__ = f"{action}_version"
     router.add_api_route(f"/models/{{model_ref}}/versions/{{version}}/{action}", route, methods=["POST"],
-                         responses=problems(401, 403, 404, 409, 422), summary=summary.split(".")[0])
+                         responses=problems(401, 403, 404, 409, 422), summary=summary.split(".")[0],
+                         openapi_extra=json_body(body, required=body_required))
 
 
-_transition_route("publish", "Publish to an environment (default production), immediately or as a gradual rollout "
-                             "with steps such as [10, 50, 100]. Emits VersionPromoted (and RolloutUpdated).")
-_transition_route("unpublish", "Take a live version out of production, back to staging. Emits VersionDemoted.")
-_transition_route("archive", "Archive a version in an environment. Emits VersionArchived.")
-_transition_route("deprecate", "Deprecate a version so it is never deployed again. Emits VersionDeprecated.")
-_transition_route("transitions", "Move a version to a stage (draft → staging → production → archived, "
-                                 "deprecated); illegal moves get 409 naming the allowed ones.")
+_transition_route("publish", PublishIn, "Publish to an environment (default production), immediately or as a "
+                                        "gradual rollout with steps such as [10, 50, 100]. Emits VersionPromoted "
+                                        "(and RolloutUpdated).")
+_transition_route("unpublish", UnpublishIn, "Take a live version out of production, back to staging. "
+                                            "Emits VersionDemoted.")
+_transition_route("archive", ArchiveIn, "Archive a version in an environment. Emits VersionArchived.",
+                  body_required=True)
+_transition_route("deprecate", DeprecateIn, "Deprecate a version so it is never deployed again. "
+                                            "Emits VersionDeprecated.")
+_transition_route("transitions", TransitionIn, "Move a version to a stage (draft → staging → production → "
+                                               "archived, deprecated); illegal moves get 409 naming the allowed ones.",
+                  body_required=True)
 
 
 @router.get("/models/{model_ref}/rollouts", responses=problems(401, 403, 404))
@@ -132,7 +141,8 @@ async def get_rollout(model_ref: str, rollout_id: UUID, request: Request, princi
     return await _lifecycle(request).forward(request, principal, f"/internal/models/{model_ref}/rollouts/{rollout_id}")
 
 
-@router.post("/models/{model_ref}/rollouts/{rollout_id}/abort", responses=problems(401, 403, 404, 409, 422))
+@router.post("/models/{model_ref}/rollouts/{rollout_id}/abort", responses=problems(401, 403, 404, 409, 422),
+             openapi_extra=json_body(AbortIn, required=False))
 async def abort_rollout(model_ref: str, rollout_id: UUID, request: Request, principal: Write) -> Response:
     """Stop a gradual rollout: all traffic goes back to the stable version. Emits RolloutUpdated (aborted).
     Body (optional): ``{"reason": "..."}``."""

@@ -12,8 +12,10 @@ from fastapi.responses import StreamingResponse
 
 from libs.kit.http import problems
 from services.gateway.auth import require
+from services.gateway.bodies import json_body
 from services.gateway.idempotency import idempotent
 from services.gateway.keys import Principal
+from services.training_scheduler.schemas import CancelIn, TrainingJobCreate
 
 router = APIRouter(prefix="/api/v1", tags=["training"])
 Read = Annotated[Principal, Depends(require("training:read"))]
@@ -27,7 +29,8 @@ def _scheduler(request: Request):
     return request.app.state.gateway.upstreams["training_scheduler"]
 
 
-@router.post("/models/{model_ref}/training-jobs", status_code=201, responses=problems(400, 401, 403, 404, 422))
+@router.post("/models/{model_ref}/training-jobs", status_code=201, responses=problems(400, 401, 403, 404, 422),
+             openapi_extra=json_body(TrainingJobCreate))
 async def create_job(
     model_ref: str, request: Request, principal: Write,
     idempotency_key: str | None = Header(None, description="Retries with the same key return the first response"),
@@ -54,7 +57,8 @@ async def get_job(job_id: UUID, request: Request, principal: Read) -> Response:
     return await _scheduler(request).forward(request, principal, f"/internal/training-jobs/{job_id}")
 
 
-@router.post("/training-jobs/{job_id}/cancel", responses=problems(401, 403, 404, 409))
+@router.post("/training-jobs/{job_id}/cancel", responses=problems(401, 403, 404, 409),
+             openapi_extra=json_body(CancelIn, required=False))
 async def cancel_job(job_id: UUID, request: Request, principal: Write) -> Response:
     """Cancel a queued or running job; a running attempt stops and produces no version. Emits TrainingCancelled.
     Body (optional): ``{"reason": "..."}``."""

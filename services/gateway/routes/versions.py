@@ -7,8 +7,18 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from libs.kit.http import problems
 from services.gateway.auth import require
+from services.gateway.bodies import json_body, raw_body
 from services.gateway.idempotency import idempotent
 from services.gateway.keys import Principal
+from services.version.schemas import (
+    AliasSetBody,
+    MetricsRecord,
+    Retention,
+    TagsChange,
+    UploadComplete,
+    UploadCreate,
+    VersionCreate,
+)
 
 router = APIRouter(prefix="/api/v1/models/{model_ref}", tags=["versions"])
 Read = Annotated[Principal, Depends(require("versions:read"))]
@@ -23,7 +33,8 @@ async def _json_body(request: Request) -> bytes:
     return await request.body()
 
 
-@router.post("/versions", status_code=201, responses=problems(400, 401, 403, 404, 409, 422))
+@router.post("/versions", status_code=201, responses=problems(400, 401, 403, 404, 409, 422),
+             openapi_extra=json_body(VersionCreate))
 async def create_version(
     model_ref: str, request: Request, principal: Write,
     idempotency_key: str | None = Header(None, description="Retries with the same key return the first response"),
@@ -61,7 +72,8 @@ async def delete_version(model_ref: str, version: str, request: Request, princip
                                            query=request.url.query)
 
 
-@router.put("/versions/{version}/artifact", status_code=201, responses=problems(401, 403, 404, 409, 413, 422))
+@router.put("/versions/{version}/artifact", status_code=201, responses=problems(401, 403, 404, 409, 413, 422),
+            openapi_extra=raw_body(description="The weights file, streamed"))
 async def upload_artifact(
     model_ref: str, version: str, request: Request, principal: Write,
     x_content_sha256: str | None = Header(None, description="Expected sha256; the upload is refused if it differs"),
@@ -71,7 +83,8 @@ async def upload_artifact(
     return await _version(request).forward_stream(request, principal, f"/internal/models/{model_ref}/versions/{version}/artifact")
 
 
-@router.post("/versions/{version}/artifact/uploads", status_code=201, responses=problems(401, 403, 404, 409, 422))
+@router.post("/versions/{version}/artifact/uploads", status_code=201, responses=problems(401, 403, 404, 409, 422),
+             openapi_extra=json_body(UploadCreate, required=False))
 async def begin_upload(model_ref: str, version: str, request: Request, principal: Write) -> Response:
     """For large files on S3: a presigned PUT URL to upload to directly; then call ``complete``."""
     return await _version(request).forward(
@@ -79,7 +92,7 @@ async def begin_upload(model_ref: str, version: str, request: Request, principal
 
 
 @router.post("/versions/{version}/artifact/uploads/{upload_id}/complete", status_code=201,
-             responses=problems(401, 403, 404, 409, 422))
+             responses=problems(401, 403, 404, 409, 422), openapi_extra=json_body(UploadComplete))
 async def complete_upload(model_ref: str, version: str, upload_id: str, request: Request, principal: Write) -> Response:
     """Verify the uploaded object's sha256 and size server-side and attach it to the version."""
     return await _version(request).forward(
@@ -93,14 +106,15 @@ async def verify_artifact(model_ref: str, version: str, request: Request, princi
     return await _version(request).forward(request, principal, f"/internal/models/{model_ref}/versions/{version}/verify")
 
 
-@router.post("/versions/{version}/tags", responses=problems(401, 403, 404, 422))
+@router.post("/versions/{version}/tags", responses=problems(401, 403, 404, 422), openapi_extra=json_body(TagsChange))
 async def tag_version(model_ref: str, version: str, request: Request, principal: Write) -> Response:
     """Add and remove tags (stable, production, experimental, deprecated, backup, or free ones). Emits VersionTagged."""
     return await _version(request).forward(
         request, principal, f"/internal/models/{model_ref}/versions/{version}/tags", body=await request.body())
 
 
-@router.post("/versions/{version}/metrics", responses=problems(401, 403, 404, 422))
+@router.post("/versions/{version}/metrics", responses=problems(401, 403, 404, 422),
+             openapi_extra=json_body(MetricsRecord))
 async def record_metrics(model_ref: str, version: str, request: Request, principal: Write) -> Response:
     """Merge measured metrics into a version. Emits VersionMetricsRecorded."""
     return await _version(request).forward(
@@ -112,7 +126,7 @@ async def list_aliases(model_ref: str, request: Request, principal: Read) -> Res
     return await _version(request).forward(request, principal, f"/internal/models/{model_ref}/aliases")
 
 
-@router.put("/aliases/{alias}", responses=problems(401, 403, 404, 422))
+@router.put("/aliases/{alias}", responses=problems(401, 403, 404, 422), openapi_extra=json_body(AliasSetBody))
 async def set_alias(model_ref: str, alias: str, request: Request, principal: Write) -> Response:
     """Point an alias (e.g. ``champion``) at a version; it moves atomically. Emits AliasSet."""
     return await _version(request).forward(
@@ -129,7 +143,7 @@ async def get_retention(model_ref: str, request: Request, principal: Read) -> Re
     return await _version(request).forward(request, principal, f"/internal/models/{model_ref}/retention")
 
 
-@router.put("/retention", responses=problems(401, 403, 404, 422))
+@router.put("/retention", responses=problems(401, 403, 404, 422), openapi_extra=json_body(Retention))
 async def set_retention(model_ref: str, request: Request, principal: Write) -> Response:
     """Opt in to keeping only the last N non-production versions (``{"keep_last": N}``; null turns it off)."""
     return await _version(request).forward(
