@@ -22,6 +22,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("lifecycle", "services.lifecycle", 4, "CAIRN_LIFECYCLE_URL"),
     ServiceSpec("training-scheduler", "services.training_scheduler", 5, "CAIRN_TRAINING_SCHEDULER_URL"),
     ServiceSpec("evaluation", "services.evaluation", 6, "CAIRN_EVALUATION_URL"),
+    ServiceSpec("search-indexer", "services.search_indexer", 7, "CAIRN_SEARCH_INDEXER_URL"),
     # one CPU training worker by default; GPU workers run where a GPU is (`python -m services.worker --pool gpu`)
     ServiceSpec("worker-cpu", "services.worker", 0, None, args=("serve", "--pool", "cpu"), http=False),
 )

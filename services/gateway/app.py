@@ -12,6 +12,7 @@ from libs.kit.runtime import ServiceRuntime
 from services.gateway import store
 from services.gateway.auth import Authenticator
 from services.gateway.routes import artifacts, audit, evaluation, keys, lifecycle, models, training, versions
+from services.gateway.routes import search
 from services.gateway.routes.lifecycle import PRODUCTION_LOOKUP
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
@@ -36,7 +37,7 @@ class Gateway:
         s = self.settings
         return {"registry": s.registry_url, "audit": s.audit_url, "version": s.version_url,
                 "lifecycle": s.lifecycle_url, "training_scheduler": s.training_scheduler_url,
-                "evaluation": s.evaluation_url}
+                "evaluation": s.evaluation_url, "search_indexer": s.search_indexer_url}
 
     async def ready(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -68,7 +69,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "Errors are RFC 9457 problem+json bodies."
     )
     app.state.gateway = gateway
-    for module in (models, versions, artifacts, lifecycle, training, evaluation, audit, keys):
+    for module in (search, models, versions, artifacts, lifecycle, training, evaluation, audit, keys):
         app.include_router(module.router)
     return app
 

@@ -11,6 +11,7 @@ class GatewaySettings(ServiceSettings):
     lifecycle_url: str = "http://127.0.0.1:8184"
     training_scheduler_url: str = "http://127.0.0.1:8185"
     evaluation_url: str = "http://127.0.0.1:8186"
+    search_indexer_url: str = "http://127.0.0.1:8187"
     rollback_wait_s: float = Field(5.0, ge=0, le=60, description="Default time a rollback request waits for its outcome")
     upstream_timeout_s: float = Field(30.0, gt=0)
     rate_limit_per_minute: int = Field(6000, ge=1, description="Requests per API key per minute")
