@@ -8,9 +8,11 @@ from typing import Awaitable, Callable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from libs.kit.docs import install_docs
 from libs.kit.http import BodyLimitMiddleware, install_problem_handlers
 from libs.kit.metrics import MetricsMiddleware, metrics_endpoint
 from libs.kit.runtime import ServiceRuntime
+from libs.kit.security_headers import SecurityHeadersMiddleware
 
 
 def service_app(
@@ -28,12 +30,14 @@ def service_app(
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(title=title, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app)  # /docs from local files, no CDN
     app.state.runtime = runtime
     install_problem_handlers(app)
     limit = runtime.settings.max_body_bytes
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: None if streaming_paths(path) else limit)
     app.add_middleware(MetricsMiddleware, service=runtime.name)
+    app.add_middleware(SecurityHeadersMiddleware)  # nosniff everywhere; CSP and no framing on HTML
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)

@@ -13,6 +13,9 @@ from services.gateway import store
 from services.gateway.auth import Authenticator
 from services.gateway.routes import artifacts, audit, evaluation, keys, lifecycle, models, training, versions
 from services.gateway.routes import search
+from services.gateway.routes import ui
+from services.gateway.routes import permissions as permission_routes
+from services.gateway.model_access import ModelAccessResolver, wire as wire_model_access
 from services.gateway.routes.lifecycle import PRODUCTION_LOOKUP
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
@@ -31,6 +34,7 @@ class Gateway:
             for name, url in self.upstream_urls().items()
         }
         self.auth = Authenticator(self)
+        self.access = ModelAccessResolver(self)
         self.production_lookup = self.redis.register_script(PRODUCTION_LOOKUP)
 
     def upstream_urls(self) -> dict[str, str]:
@@ -58,18 +62,21 @@ class Gateway:
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     runtime = ServiceRuntime(
-        settings, name="gateway", schema=store.SCHEMA, migrations=Path(__file__).parent / "migrations", outbox=True
+        settings, name="gateway", schema=store.SCHEMA, migrations=Path(__file__).parent / "migrations", outbox=True,
+        inbox=True,  # the model projection's consumer (model_access.py)
     )
     gateway = Gateway(settings, runtime)
+    wire_model_access(runtime, gateway.access)
 
     runtime.on_stop(gateway.close)
-    app = service_app(runtime, title="Cairn API", extra_ready=gateway.ready, streaming_paths=artifacts.is_streaming_path)
+    app = service_app(runtime, title="Cairn API", extra_ready=gateway.ready, streaming_paths=artifacts.is_streaming_path,
+                      metrics_guard=gateway.auth.metrics_guard)
     app.description = (
         "Cairn model registry. Authenticate with `Authorization: Bearer <api key>`. "
         "Errors are RFC 9457 problem+json bodies."
     )
     app.state.gateway = gateway
-    for module in (search, models, versions, artifacts, lifecycle, training, evaluation, audit, keys):
+    for module in (search, models, versions, artifacts, lifecycle, training, evaluation, audit, keys, permission_routes, ui):
         app.include_router(module.router)
     return app
 
