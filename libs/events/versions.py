@@ -173,3 +173,16 @@ class VersionDeleted(Event):
     version_id: UUID
     version: str
     reason: str = ""
+
+
+class RetentionPolicySet(Event):
+    """Sent when a model's retention policy is set or cleared. Versions it removes at once follow as
+    VersionDeleted events with the reason ``retention: keep last N``."""
+
+    event_type: ClassVar[str] = "RetentionPolicySet"
+    topic: ClassVar[str] = topics.VERSIONS
+    example: ClassVar[dict[str, Any]] = {"model_id": _MODEL, "keep_last": 5, "previous_keep_last": None}
+
+    model_id: UUID
+    keep_last: int | None = Field(description="Versions kept (besides live and aliased ones); null: keep all")
+    previous_keep_last: int | None = None

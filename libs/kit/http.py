@@ -19,6 +19,13 @@ from libs.kit.errors import BadRequest, CairnError, FieldError, PayloadTooLarge,
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+#: Seed 001 lets clients name a weights file by ``model_path``. A path from a request never reaches the
+#: server's file system, so the field is refused with the way that works instead.
+MODEL_PATH_REFUSED = (
+    "server-side paths are never read; create the version, then upload the weights with "
+    "PUT /api/v1/models/{model}/versions/{version}/artifact (or the presigned upload)"
+)
+
 _MESSAGES = {
     "extra_forbidden": "unknown field",
     "missing": "field required",
@@ -42,7 +49,9 @@ def validation_error_from(errors: list[dict]) -> CairnError:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             return BadRequest(f"malformed JSON body: {ctx.get('error', err.get('msg'))}")
-    fields = [FieldError(_field_path(tuple(e.get("loc", ()))), _MESSAGES.get(e.get("type"), e.get("msg", "invalid"))) for e in errors]
+    fields = [FieldError(_field_path(tuple(e.get("loc", ()))),
+                         _MESSAGES.get(e.get("type"), str(e.get("msg", "invalid")).removeprefix("Value error, ")))
+              for e in errors]
     first = fields[0] if fields else FieldError("body", "invalid")
     more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
     return ValidationFailed(f"{first.field}: {first.message}{more}", errors=fields)

@@ -384,10 +384,24 @@ class Creation:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def check_parent_version(parent: str | None, existing: Iterable[SemVer]) -> None:
+    """Lineage must point at a real version of the same model, so a version tree never has dangling edges."""
+    if parent is None:
+        return
+    try:
+        wanted = SemVer.parse(parent)
+    except InvalidVersion:
+        raise _fail("lineage.parent_version", f"{parent!r} is not a semantic version") from None
+    if str(wanted) not in {str(v) for v in existing}:
+        raise _fail("lineage.parent_version", f"this model has no version {parent!r}")
+
+
 def create(
     cmd: Creation, existing: Iterable[SemVer], *, model_id: UUID, version_id: UUID, actor: str, now: datetime
 ) -> tuple[Version, VersionCreated]:
     tags = validate_tags(cmd.tags)
+    existing = list(existing)
+    check_parent_version(cmd.lineage.parent_version, existing)
     semver = next_version(existing, version=cmd.version, bump=cmd.bump, prerelease=cmd.prerelease)
     version = Version(
         id=version_id,

@@ -29,6 +29,7 @@ from libs.events.versions import (
     AliasSet,
     ArtifactRef,
     ArtifactStored,
+    RetentionPolicySet,
     VersionDeleted,
     VersionMetricsRecorded,
     VersionTagged,
@@ -337,10 +338,19 @@ class VersionHandlers:
         return await self.model(model_ref)
 
     async def set_retention(self, model_ref: str, keep_last: int | None, caller: Caller) -> None:
+        """Set (or clear) the policy and apply it at once, so the model holds what the policy says."""
         model = await self.model(model_ref)
+        released: list[tuple[str, str]] = []
         async with self._uow(caller) as uow:
-            await self._locked_model(uow, model)
+            locked = await self._locked_model(uow, model)
+            if locked.keep_last == keep_last:
+                return  # nothing changes: no event
             await store.set_retention(uow.conn, model.id, keep_last)
+            await uow.emit(RetentionPolicySet(model_id=model.id, keep_last=keep_last,
+                                              previous_keep_last=locked.keep_last))
+            if keep_last:
+                released = await self._apply_retention(uow, model.id, keep_last)
+        await self._release_blobs(released)
 
     # ---- tags, metrics ------------------------------------------------------------------------------
 
@@ -614,7 +624,10 @@ class VersionHandlers:
             if event.from_version:
                 await store.remove_live(uow.conn, event.model_id, event.from_version, event.environment)
             await store.add_live(uow.conn, event.model_id, event.to_version, event.environment, envelope.time)
-        elif event.to_stage == "production":
-            await store.add_live(uow.conn, event.model_id, event.version, event.environment, envelope.time)
-        elif event.from_stage == "production":
-            await store.remove_live(uow.conn, event.model_id, event.version, event.environment)
+        else:  # a stage transition: one model's events arrive in order, so the last one names the stage
+            await store.set_stage(uow.conn, event.model_id, event.version, event.environment, event.to_stage,
+                                  envelope.time)
+            if event.to_stage == "production":
+                await store.add_live(uow.conn, event.model_id, event.version, event.environment, envelope.time)
+            elif event.from_stage == "production":
+                await store.remove_live(uow.conn, event.model_id, event.version, event.environment)

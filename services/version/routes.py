@@ -44,7 +44,8 @@ def is_streaming_path(path: str) -> bool:
 
 
 def version_out(view: VersionView) -> VersionOut:
-    return VersionOut(**view.version.state(), aliases=view.aliases, live_environments=view.live_environments)
+    return VersionOut(**view.version.state(), aliases=view.aliases, live_environments=view.live_environments,
+                      stages=view.stages, status=view.stages.get("production", "draft"))
 
 
 def artifact_out(stored: StoredArtifact) -> ArtifactOut:
@@ -77,7 +78,7 @@ def build_router(handlers: VersionHandlers, caller_dep) -> APIRouter:
 
     @router.post("/versions", status_code=201, response_model=VersionOut)
     async def create_version(model_ref: str, body: VersionCreate, caller: CallerDep, response: Response) -> VersionOut:
-        view, created = await handlers.create(model_ref, domain.Creation(**dict(body)), caller)
+        view, created = await handlers.create(model_ref, domain.Creation(**{k: v for k, v in body if k != "model_path"}), caller)
         if not created:
             response.status_code = 200  # a retried training job: the version its first attempt made
         response.headers["Location"] = f"/api/v1/models/{view.version.model_id}/versions/{view.version.version}"

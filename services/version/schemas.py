@@ -5,9 +5,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from libs.events.versions import ArtifactRef, Dependency, Lineage, VersionType
+from libs.kit.http import MODEL_PATH_REFUSED
 from services.version.domain import MAX_VERSION_LENGTH, Bump, Prerelease
 
 Metric = Annotated[float, Field(allow_inf_nan=False)]
@@ -44,6 +45,27 @@ class VersionCreate(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=200)
     lineage: Lineage = Field(default_factory=Lineage)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    model_path: str | None = Field(None, description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED,
+                                   json_schema_extra={"deprecated": True})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_description(cls, data: Any) -> Any:
+        """Seed 001 sends ``description``; it is the change log."""
+        if isinstance(data, dict) and "description" in data:
+            data = dict(data)
+            description = data.pop("description")
+            if data.get("change_log") not in (None, "", description):
+                raise ValueError("give either description or change_log, not two different texts")
+            data["change_log"] = description if description is not None else ""
+        return data
+
+    @field_validator("model_path")
+    @classmethod
+    def _no_server_paths(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(MODEL_PATH_REFUSED)
+        return None
 
 
 class VersionOut(BaseModel):
@@ -61,6 +83,9 @@ class VersionOut(BaseModel):
     artifact: ArtifactRef | None
     aliases: list[str]
     live_environments: list[str]
+    status: str = Field("draft", description="Lifecycle stage in the production environment "
+                                              "(draft, staging, production, archived, deprecated)")
+    stages: dict[str, str] = Field(default_factory=dict, description="Stage per environment; absent: draft")
     created_by: str
     created_at: datetime
 

@@ -4,7 +4,7 @@ Reads that answer a route are one statement: the model is picked by a sub-select
 and a version's aliases and live environments are array sub-selects of the same query."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -56,6 +56,8 @@ _VIEW_COLUMNS = (
     + ", ARRAY(SELECT a.alias FROM version.aliases a WHERE a.version_id = v.id ORDER BY a.alias) AS aliases"
     + ", ARRAY(SELECT l.environment FROM version.live l WHERE l.model_id = v.model_id AND l.version = v.version"
     " ORDER BY l.environment) AS live_environments"
+    + ", (SELECT coalesce(jsonb_object_agg(s.environment, s.stage), '{}'::jsonb) FROM version.stages s"
+    " WHERE s.model_id = v.model_id AND s.version = v.version) AS stages"
 )
 _MODEL_SELECT = {
     "id": "(SELECT id FROM version.models WHERE id = $1 AND NOT deleted)",
@@ -162,6 +164,10 @@ ADD_LIVE = """
 INSERT INTO version.live (model_id, version, environment, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
 """
 REMOVE_LIVE = "DELETE FROM version.live WHERE model_id = $1 AND version = $2 AND environment = $3"
+SET_STAGE = """
+INSERT INTO version.stages (model_id, version, environment, stage, since) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (model_id, version, environment) DO UPDATE SET stage = EXCLUDED.stage, since = EXCLUDED.since
+"""
 
 # ---- direct uploads ---------------------------------------------------------------------------------
 
@@ -188,6 +194,7 @@ class VersionView:
     version: Version
     aliases: list[str]
     live_environments: list[str]
+    stages: dict[str, str] = field(default_factory=dict)  # environment -> stage; absent means draft
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,7 @@ def row_to_version(row: asyncpg.Record) -> Version:
 
 
 def row_to_view(row: asyncpg.Record) -> VersionView:
-    return VersionView(row_to_version(row), list(row["aliases"]), list(row["live_environments"]))
+    return VersionView(row_to_version(row), list(row["aliases"]), list(row["live_environments"]), dict(row["stages"]))
 
 
 def model_key(ref: UUID | str) -> ModelKey:
@@ -388,6 +395,11 @@ async def add_live(conn: asyncpg.Connection, model_id: UUID, version: str, envir
 
 async def remove_live(conn: asyncpg.Connection, model_id: UUID, version: str, environment: str) -> None:
     await conn.execute(REMOVE_LIVE, model_id, version, environment)
+
+
+async def set_stage(conn: asyncpg.Connection, model_id: UUID, version: str, environment: str, stage: str,
+                    since: datetime) -> None:
+    await conn.execute(SET_STAGE, model_id, version, environment, stage, since)
 
 
 # ---- uploads ----------------------------------------------------------------------------------------

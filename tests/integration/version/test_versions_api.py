@@ -149,6 +149,9 @@ async def test_list_orders_by_precedence_filters_by_tag_and_pages(versions):
     ({"dependencies": [{"model_id": "not-a-uuid", "version": "1.0.0"}]}, "dependencies.0.model_id"),
     ({"lineage": {"parent_version": "1.0.0", "colour": "red"}}, "lineage.colour"),
     ({"model_path": "/etc/passwd"}, "model_path"),
+    ({"lineage": {"parent_version": "7.0.0"}}, "lineage.parent_version"),
+    ({"lineage": {"parent_version": "latest-and-greatest"}}, "lineage.parent_version"),
+    ({"description": "seed text", "change_log": "another text"}, "body"),
 ])
 async def test_invalid_creates_get_422_naming_the_field(versions, body, field):
     model = await versions.register_model()
@@ -166,8 +169,48 @@ async def test_model_path_is_refused_as_an_unknown_field(versions):
         response = await api.post(f"/internal/models/{model['model_id']}/versions",
                                   json={"version": "1.0.0", "model_path": "/srv/models/secret.pt"})
         assert response.status_code == 422
-        assert response.json()["errors"] == [{"field": "model_path", "message": "unknown field"}]
+        [error] = response.json()["errors"]
+        assert error["field"] == "model_path" and "/artifact" in error["message"]
         assert (await api.get(f"/internal/models/{model['model_id']}/versions")).json()["total"] == 0
+
+
+async def test_seed_001_body_description_is_the_change_log_and_status_is_the_stage(versions):
+    model = await versions.register_model()
+    async with versions.client(versions.folder) as api:
+        made = await create(api, model["model_id"], version="1.1.0",
+                            description="Improved version with better performance")
+        assert made["change_log"] == "Improved version with better performance"
+        assert made["status"] == "draft"
+
+
+async def test_status_follows_the_lifecycle_stage_in_production(versions):
+    model = await versions.register_model()
+    mid = model["model_id"]
+    async with versions.client(versions.folder) as api:
+        made = await create(api, mid)
+        assert made["status"] == "draft" and made["stages"] == {}
+        moves = [("staging", "draft", "staging"), ("production", "draft", "staging"),
+                 ("production", "staging", "production")]
+        for environment, from_stage, to_stage in moves:
+            await publish_lifecycle(versions, VersionPromoted(
+                model_id=uuid.UUID(mid), version_id=uuid.UUID(made["version_id"]), version="1.0.0",
+                environment=environment, from_stage=from_stage, to_stage=to_stage))
+
+        async def stands():
+            body = (await api.get(f"/internal/models/{mid}/versions/1.0.0")).json()
+            return body if body["status"] == "production" else None
+
+        body = await eventually(stands)
+        assert body["stages"] == {"staging": "staging", "production": "production"}
+        await publish_lifecycle(versions, VersionDemoted(
+            model_id=uuid.UUID(mid), version_id=uuid.UUID(made["version_id"]), version="1.0.0",
+            environment="production", from_stage="production", to_stage="staging"))
+
+        async def demoted():
+            listed = (await api.get(f"/internal/models/{mid}/versions")).json()["versions"][0]
+            return listed if listed["status"] == "staging" else None
+
+        assert (await eventually(demoted))["live_environments"] == []
 
 
 async def test_dependencies_must_name_stored_versions(versions):
@@ -418,6 +461,13 @@ async def test_retention_keeps_the_last_n_that_are_not_live_or_aliased(versions,
         await eventually(live)
         set_to = await api.put(f"/internal/models/{mid}/retention", json={"keep_last": 2})
         assert set_to.json() == {"model_id": mid, "keep_last": 2}
+        policy = await watcher.wait_for(of_type(mid, "RetentionPolicySet"))
+        assert body_of(policy)["keep_last"] == 2 and body_of(policy)["previous_keep_last"] is None
+        # applied at once: 1.0.3 and 1.0.2 are the two kept; 1.0.1 is live and 1.0.0 aliased
+        remaining = [v["version"] for v in (await api.get(f"/internal/models/{mid}/versions")).json()["versions"]]
+        assert remaining == ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
+        again = await api.put(f"/internal/models/{mid}/retention", json={"keep_last": 2})
+        assert again.status_code == 200  # unchanged: no second RetentionPolicySet (checked below)
         bad = await api.put(f"/internal/models/{mid}/retention", json={"keep_last": 0})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "keep_last"
 
@@ -433,6 +483,10 @@ async def test_retention_keeps_the_last_n_that_are_not_live_or_aliased(versions,
         remaining = [v["version"] for v in (await api.get(f"/internal/models/{mid}/versions")).json()["versions"]]
         assert remaining == ["1.0.5", "1.0.4", "1.0.1", "1.0.0"]
         assert (await api.put(f"/internal/models/{mid}/retention", json={"keep_last": None})).json()["keep_last"] is None
+        cleared = await watcher.wait_for(lambda m: of_type(mid, "RetentionPolicySet")(m) and body_of(m)["keep_last"] is None)
+        assert body_of(cleared)["previous_keep_last"] == 2
+        # one model's events are ordered: every earlier policy event is already seen, and the repeat made none
+        assert len([m for m in watcher.seen if of_type(mid, "RetentionPolicySet")(m)]) == 2
         for _ in range(3):
             await create(api, mid)
         assert (await api.get(f"/internal/models/{mid}/versions")).json()["total"] == 7
