@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import Awaitable, Callable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from libs.kit.docs import install_docs
@@ -21,6 +21,7 @@ def service_app(
     title: str,
     streaming_paths: Callable[[str], bool] = lambda path: False,
     extra_ready: Callable[[], Awaitable[dict[str, str]]] | None = None,
+    metrics_guard: Callable[[Request], Awaitable[None]] | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -38,7 +39,7 @@ def service_app(
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: None if streaming_paths(path) else limit)
     app.add_middleware(MetricsMiddleware, service=runtime.name)
     app.add_middleware(SecurityHeadersMiddleware)  # nosniff everywhere; CSP and no framing on HTML
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.add_route("/metrics", _guarded(metrics_guard) if metrics_guard else metrics_endpoint, include_in_schema=False)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -53,3 +54,14 @@ def service_app(
         return JSONResponse({"status": "ok" if ok else "degraded", "checks": checks}, status_code=200 if ok else 503)
 
     return app
+
+
+def _guarded(guard: Callable[[Request], Awaitable[None]]):
+    """``/metrics`` behind ``guard`` (which raises a CairnError to refuse): the public gateway's."""
+
+    async def metrics(request: Request):
+        await guard(request)
+        return await metrics_endpoint(request)
+
+    metrics.guarded = True  # type: ignore[attr-defined]  # lets a contract test prove it
+    return metrics
