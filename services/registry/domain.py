@@ -186,6 +186,7 @@ class Model:
     updated_at: datetime
     revision: int = 1
     deleted_at: datetime | None = None
+    status: str = "draft"  # from lifecycle events; not part of the model's own events
 
     def state(self) -> dict[str, Any]:
         return {

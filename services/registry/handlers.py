@@ -7,6 +7,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
+from libs.events.envelope import Envelope
 from libs.kit.errors import Conflict, NotFound, PreconditionFailed
 from libs.kit.http import Caller
 from libs.kit.uow import UnitOfWork
@@ -25,9 +26,20 @@ def parse_ref(ref: str) -> UUID | str:
         return ref
 
 
+#: the environment whose stages make a model's status (seed 001: draft, staging, production)
+STATUS_ENVIRONMENT = "production"
+
+
 class RegistryHandlers:
     def __init__(self, runtime) -> None:
         self.rt = runtime
+
+    async def on_stage_event(self, envelope: Envelope, uow: UnitOfWork) -> None:
+        """cairn.lifecycle.v1 → each version's stage, and from it the model's status. One model's events
+        arrive in order (keyed by model id), so the last transition of a version names its stage."""
+        event = envelope.data
+        await store.record_stage(uow.conn, event.model_id, event.version, event.environment, event.to_stage,
+                                 envelope.time, status_environment=STATUS_ENVIRONMENT)
 
     def _uow(self, caller: Caller) -> UnitOfWork:
         return UnitOfWork(self.rt.pool, store.SCHEMA, source="registry", actor=caller.actor, traceparent=caller.traceparent)

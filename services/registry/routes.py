@@ -13,7 +13,7 @@ from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, Mod
 
 
 def model_out(model: domain.Model) -> ModelOut:
-    return ModelOut(**model.state())
+    return ModelOut(**model.state(), status=model.status)
 
 
 def parse_if_match(value: str | None) -> int | None:
@@ -42,7 +42,7 @@ def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
 
     @router.post("", status_code=201, response_model=ModelOut)
     async def register(body: ModelCreate, caller: CallerDep, response: Response) -> ModelOut:
-        model = await handlers.register(domain.Registration(**body.model_dump()), caller)
+        model = await handlers.register(domain.Registration(**body.model_dump(exclude={"model_path"})), caller)
         response.headers["Location"] = f"/api/v1/models/{model.id}"
         response.headers["ETag"] = f'"{model.revision}"'
         return model_out(model)

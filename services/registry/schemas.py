@@ -6,9 +6,33 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from libs.kit.http import MODEL_PATH_REFUSED
 
 from services.registry.domain import NAME_PATTERN, Framework, ModelType
+
+
+#: keys seed 001 puts inside ``metadata`` that Cairn keeps as first-class model fields
+SEED_LIFTED_KEYS = ("description", "framework", "task")
+
+
+def lift_seed_fields(data: Any) -> Any:
+    """Seed 001 writes ``metadata.framework``, ``metadata.task`` and ``metadata.description``; they are
+    the model's own fields, so they move up. The same value in both places is fine; two values are not."""
+    if not isinstance(data, dict) or not isinstance(data.get("metadata"), dict):
+        return data
+    metadata = dict(data["metadata"])
+    lifted = dict(data)
+    for key in SEED_LIFTED_KEYS:
+        if key not in metadata:
+            continue
+        value = metadata.pop(key)
+        if lifted.get(key) not in (None, value):
+            raise ValueError(f"{key} is given twice with different values (top level and metadata.{key})")
+        lifted[key] = value
+    lifted["metadata"] = metadata
+    return lifted
 
 
 class ModelCreate(BaseModel):
@@ -32,13 +56,27 @@ class ModelCreate(BaseModel):
     )
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique among live models; letters, digits, . _ -")
-    type: ModelType
+    type: ModelType = Field(ModelType.other, description="Picks the metadata schema; `other` accepts free-form keys")
     framework: Framework = "pytorch"
     task: str | None = Field(None, max_length=128)
     description: str = Field("", max_length=10_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     owner: str | None = Field(None, max_length=128, description="Defaults to the caller")
+    model_path: str | None = Field(None, description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED,
+                                   json_schema_extra={"deprecated": True})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_fields(cls, data: Any) -> Any:
+        return lift_seed_fields(data)
+
+    @field_validator("model_path")
+    @classmethod
+    def _no_server_paths(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(MODEL_PATH_REFUSED)
+        return None
 
 
 class ModelPatch(BaseModel):
@@ -52,6 +90,11 @@ class ModelPatch(BaseModel):
     owner: str | None = Field(None, max_length=128)
     metadata: dict[str, Any] | None = None
     tags: dict[str, str | None] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_fields(cls, data: Any) -> Any:
+        return lift_seed_fields(data)
 
 
 class ModelOut(BaseModel):
@@ -67,6 +110,8 @@ class ModelOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     revision: int
+    status: Literal["draft", "staging", "production"] = Field(
+        "draft", description="The most advanced stage of the model's versions in the production environment")
 
 
 class ModelPage(BaseModel):

@@ -10,14 +10,27 @@ from services.registry.domain import Model, ModelType
 
 SCHEMA = "registry"
 
-_COLUMNS = "id, name, type, framework, task, description, metadata, tags, owner, created_at, updated_at, revision, deleted_at"
+_WRITTEN = "id, name, type, framework, task, description, metadata, tags, owner, created_at, updated_at, revision, deleted_at"
+_COLUMNS = _WRITTEN + ", status"  # status is kept from lifecycle events, never written by a user command
 
 INSERT = f"""
-INSERT INTO registry.models ({_COLUMNS})
+INSERT INTO registry.models ({_WRITTEN})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 """
 GET_LIVE_BY_ID = f"SELECT {_COLUMNS} FROM registry.models WHERE id = $1 AND deleted_at IS NULL"
 GET_LIVE_BY_NAME = f"SELECT {_COLUMNS} FROM registry.models WHERE lower(name) = lower($1) AND deleted_at IS NULL"
+SET_STAGE = """
+INSERT INTO registry.stages (model_id, version, environment, stage, since) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (model_id, version, environment) DO UPDATE SET stage = EXCLUDED.stage, since = EXCLUDED.since
+"""
+# production beats staging beats draft; archived and deprecated versions do not make a model's status
+REFRESH_STATUS = """
+UPDATE registry.models m SET status = coalesce((
+    SELECT CASE max(CASE s.stage WHEN 'production' THEN 2 WHEN 'staging' THEN 1 END)
+           WHEN 2 THEN 'production' WHEN 1 THEN 'staging' END
+      FROM registry.stages s WHERE s.model_id = m.id AND s.environment = $2), 'draft')
+ WHERE m.id = $1
+"""
 LOCK_LIVE_BY_ID = GET_LIVE_BY_ID + " FOR UPDATE"
 SAVE = """
 UPDATE registry.models
@@ -51,6 +64,7 @@ def row_to_model(row: asyncpg.Record) -> Model:
         updated_at=row["updated_at"],
         revision=row["revision"],
         deleted_at=row["deleted_at"],
+        status=row["status"],
     )
 
 
@@ -66,6 +80,12 @@ async def save(conn: asyncpg.Connection, m: Model) -> None:
         SAVE, m.id, m.framework, m.task, m.description, m.metadata, m.tags, m.owner,
         m.updated_at, m.revision, m.deleted_at,
     )
+
+
+async def record_stage(conn: asyncpg.Connection, model_id: UUID, version: str, environment: str, stage: str,
+                       since, *, status_environment: str) -> None:
+    await conn.execute(SET_STAGE, model_id, version, environment, stage, since)
+    await conn.execute(REFRESH_STATUS, model_id, status_environment)
 
 
 async def get_live(conn: asyncpg.Connection | asyncpg.Pool, ref: UUID | str, *, lock: bool = False) -> Model | None:

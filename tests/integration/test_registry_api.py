@@ -193,3 +193,69 @@ async def test_model_types_lists_metadata_schemas(system):
         schemas = (await api.get("/api/v1/model-types")).json()
     assert "d_model" in schemas["transformer"]["properties"]
     assert "image_size" in schemas["vision"]["properties"]
+
+
+# ---- seed 001 bodies and the model's status -----------------------------------------------------------
+
+SEED_REGISTER = {
+    "name": "bert-base-chinese",
+    "model_path": "/path/to/model",
+    "metadata": {"framework": "pytorch", "task": "text-classification", "input_shape": [512], "output_shape": [10]},
+    "tags": {"language": "chinese", "version": "base"},
+}
+
+
+async def test_seed_001_register_body_model_path_is_refused_with_the_way_that_works(system):
+    async with system.admin as api:
+        response = await api.post("/api/v1/models", json=dict(SEED_REGISTER, name=unique("seed")))
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "model_path" and "/artifact" in error["message"]
+
+
+async def test_seed_001_register_and_update_bodies_without_a_path_are_accepted(system):
+    name = unique("seed")
+    body = {k: v for k, v in SEED_REGISTER.items() if k != "model_path"}
+    async with system.admin as api:
+        created = await api.post("/api/v1/models", json=dict(body, name=name))
+        assert created.status_code == 201, created.text
+        model = created.json()
+        assert model["type"] == "other" and model["framework"] == "pytorch"
+        assert model["task"] == "text-classification" and model["status"] == "draft"
+        assert model["metadata"] == {"input_shape": [512], "output_shape": [10]}
+        updated = await api.put(f"/api/v1/models/{name}", json={
+            "metadata": {"description": "BERT base model for Chinese text classification"},
+            "tags": {"language": "chinese", "version": "base", "updated": "true"}})
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["description"] == "BERT base model for Chinese text classification"
+        assert updated.json()["tags"]["updated"] == "true"
+        assert updated.json()["metadata"] == {"input_shape": [512], "output_shape": [10]}
+        twice = await api.put(f"/api/v1/models/{name}", json={"framework": "onnx", "metadata": {"framework": "jax"}})
+        assert twice.status_code == 422 and twice.json()["errors"][0]["field"] == "body"
+
+
+async def test_status_is_the_most_advanced_stage_in_production(system):
+    from libs.events.lifecycle import VersionArchived, VersionPromoted
+    from libs.kit.uow import UnitOfWork
+    from tests.support.kafka import eventually
+
+    async with system.admin as api:
+        model = (await api.post("/api/v1/models", json=transformer(unique("status")))).json()
+        mid = uuid.UUID(model["model_id"])
+
+        async def emit(event) -> None:  # as the lifecycle service would: through an outbox, onto Kafka
+            async with UnitOfWork(system.pool, "gateway", source="lifecycle", actor="tests") as uow:
+                await uow.emit(event)
+
+        async def status_is(expected: str):
+            return (await api.get(f"/api/v1/models/{mid}")).json()["status"] == expected
+
+        move = dict(model_id=mid, version_id=uuid.uuid4(), version="1.0.0", environment="production")
+        await emit(VersionPromoted(**move, from_stage="draft", to_stage="staging"))
+        await eventually(lambda: status_is("staging"))
+        await emit(VersionPromoted(**move, from_stage="staging", to_stage="production"))
+        await eventually(lambda: status_is("production"))
+        listed = (await api.get("/api/v1/models", params={"q": model["name"]})).json()["models"]
+        assert [m["status"] for m in listed] == ["production"]
+        await emit(VersionArchived(**move, from_stage="production", to_stage="archived"))
+        await eventually(lambda: status_is("draft"))
