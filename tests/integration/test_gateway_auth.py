@@ -138,6 +138,107 @@ async def test_health_and_readiness(system):
     ready = response.json()
     checks = ready["checks"]
     assert all(checks[name] == "ok" for name in ("database", "broker", "redis", "registry", "audit")), checks
-    absent = {"version", "lifecycle", "training_scheduler", "evaluation"}
+    absent = {"version", "lifecycle", "training_scheduler", "evaluation", "search_indexer"}
     assert all(checks[name].startswith("error") for name in absent), checks
     assert (response.status_code, ready["status"]) == (503, "degraded")
+
+
+async def test_an_expired_key_gets_401_naming_its_expiry_and_is_audited(system):
+    from datetime import datetime, timedelta, timezone
+
+    from services.gateway import handlers as gateway_handlers
+
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)
+    expired = await gateway_handlers.create_key(system.pool, name=f"expired-{uuid.uuid4().hex[:8]}", role="admin",
+                                                created_by="tests", expires_at=past)
+    async with system.client(expired.token) as api:
+        refused = await api.get("/api/v1/models")
+    problem = refused.json()
+    assert refused.status_code == 401 and problem["code"] == "unauthenticated"
+    assert problem["reason"] == "key_expired" and "expired at" in problem["detail"]
+    assert datetime.fromisoformat(problem["expired_at"]) == past
+
+    async def audited():
+        async with system.admin as admin:
+            page = (await admin.get("/api/v1/audit", params={"event_type": "AccessDenied"})).json()
+        return [e for e in page["entries"] if e["payload"]["key_id"] == expired.key_id]
+
+    assert (await eventually(audited))[0]["payload"]["status"] == 401
+
+
+async def test_keys_carry_a_team_and_a_future_expiry(system):
+    from datetime import datetime, timedelta, timezone
+
+    future = (datetime.now(timezone.utc) + timedelta(days=30)).isoformat()
+    async with system.admin as admin:
+        past = await admin.post("/api/v1/keys", json={"name": "x", "role": "viewer", "expires_at": "2020-01-01T00:00:00Z"})
+        assert past.status_code == 422 and past.json()["errors"][0]["field"] == "expires_at"
+        naive = await admin.post("/api/v1/keys", json={"name": "x", "role": "viewer", "expires_at": "2099-01-01T00:00:00"})
+        assert naive.status_code == 422  # a time without a zone is ambiguous
+        bad_team = await admin.post("/api/v1/keys", json={"name": "x", "role": "viewer", "team": "Has Spaces"})
+        assert bad_team.status_code == 422 and bad_team.json()["errors"][0]["field"] == "team"
+        issued = await admin.post("/api/v1/keys", json={"name": "ml-bot", "role": "guest", "team": "vision",
+                                                        "expires_at": future})
+        assert issued.status_code == 201 and issued.json()["team"] == "vision"
+        async with system.client(issued.json()["token"]) as bot:
+            me = (await bot.get("/api/v1/me")).json()
+            assert (me["role"], me["team"]) == ("guest", "vision") and me["expires_at"]
+            assert "models:read" not in me["permissions"]
+            assert (await bot.get("/api/v1/models")).status_code == 403  # a guest holds only its grants
+        listed = {k["key_id"]: k for k in (await admin.get("/api/v1/keys")).json()}
+        assert listed[issued.json()["key_id"]]["status"] == "active"
+
+
+async def test_rotation_replaces_the_secret_with_an_optional_grace_period(system):
+    async with system.admin as admin:
+        issued = (await admin.post("/api/v1/keys", json={"name": "rotating-bot", "role": "viewer"})).json()
+        old, key_id = issued["token"], issued["key_id"]
+        async with system.client(old) as bot:
+            rotated = await bot.post(f"/api/v1/keys/{key_id}/rotate")  # a key may rotate itself
+        assert rotated.status_code == 200 and rotated.json()["previous_valid_until"] is None
+        new = rotated.json()["token"]
+        assert new != old and new.startswith(f"cairn_{key_id}_")
+        async with system.client(old) as stale, system.client(new) as fresh:
+            assert (await stale.get("/api/v1/me")).status_code == 401
+            assert (await fresh.get("/api/v1/me")).json()["key_id"] == key_id
+
+        graced = await admin.post(f"/api/v1/keys/{key_id}/rotate", json={"grace_s": 300})
+        assert graced.status_code == 200 and graced.json()["previous_valid_until"]
+        newest = graced.json()["token"]
+        async with system.client(new) as previous, system.client(newest) as current:
+            assert (await previous.get("/api/v1/me")).status_code == 200  # still within its grace period
+            assert (await current.get("/api/v1/me")).status_code == 200
+        too_long = await admin.post(f"/api/v1/keys/{key_id}/rotate", json={"grace_s": 10**9})
+        assert too_long.status_code == 422 and too_long.json()["errors"][0]["field"] == "grace_s"
+        assert (await admin.post("/api/v1/keys/000000000000/rotate")).status_code == 404
+
+        async def audited():
+            page = (await admin.get("/api/v1/audit", params={"event_type": "ApiKeyRotated"})).json()
+            return [e for e in page["entries"] if e["payload"]["key_id"] == key_id]
+
+        rotations = await eventually(audited)
+    assert {e["actor"] for e in rotations} <= {"rotating-bot", "test-admin"}
+    assert "token" not in rotations[0]["payload"] and "secret_hash" not in rotations[0]["payload"]
+
+
+async def test_only_the_key_itself_or_an_admin_rotates_it(system):
+    editor = await system.token_for("editor")
+    async with system.admin as admin, system.client(editor) as api:
+        other = (await admin.post("/api/v1/keys", json={"name": "someone", "role": "viewer"})).json()
+        refused = await api.post(f"/api/v1/keys/{other['key_id']}/rotate")
+        assert refused.status_code == 403 and refused.json()["permission"] == "keys:admin"
+        async with system.client(other["token"]) as someone:
+            assert (await someone.get("/api/v1/me")).status_code == 200  # untouched
+
+
+async def test_gateway_metrics_need_the_internal_token_or_an_admin_key(system):
+    viewer = await system.token_for("viewer")
+    async with system.client() as anonymous, system.client(viewer) as api, system.admin as admin:
+        assert (await anonymous.get("/metrics")).status_code == 401
+        assert (await api.get("/metrics")).status_code == 403
+        assert (await anonymous.get("/metrics", headers={"authorization": "Bearer wrong-token"})).status_code == 401
+        scraped = await admin.get("/metrics")
+        assert scraped.status_code == 200 and "cairn_http_requests_total" in scraped.text
+        by_header = await anonymous.get("/metrics", headers={"x-cairn-internal-token": "test-internal-token"})
+        by_bearer = await anonymous.get("/metrics", headers={"authorization": "Bearer test-internal-token"})
+        assert by_header.status_code == by_bearer.status_code == 200

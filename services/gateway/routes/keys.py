@@ -81,7 +81,7 @@ async def create_key(body: KeyCreate, request: Request, principal: Admin) -> Key
     """Issue an API key, optionally for a team and until an expiry. Emits ApiKeyCreated (without the secret)."""
     if body.expires_at is not None and body.expires_at <= datetime.now(timezone.utc):
         raise ValidationFailed("expires_at must be in the future",
-                               errors=[FieldError("body.expires_at", "must be in the future")])
+                               errors=[FieldError("expires_at", "must be in the future")])
     gw = request.app.state.gateway
     new = await handlers.create_key(gw.runtime.pool, name=body.name, role=body.role, created_by=principal.name,
                                     team=body.team, expires_at=body.expires_at,
@@ -118,7 +118,7 @@ async def rotate_key(
     grace_s = body.grace_s if body else 0
     if grace_s > gw.settings.key_rotation_max_grace_s:
         limit = gw.settings.key_rotation_max_grace_s
-        raise ValidationFailed(f"grace_s may be at most {limit}", errors=[FieldError("body.grace_s", f"at most {limit}")])
+        raise ValidationFailed(f"grace_s may be at most {limit}", errors=[FieldError("grace_s", f"at most {limit}")])
     new, row, previous_valid_until = await handlers.rotate_key(
         gw.runtime.pool, key_id, grace_s=grace_s, actor=principal.name, traceparent=request.headers.get("traceparent"))
     gw.auth.forget(key_id)

@@ -85,7 +85,7 @@ async def grant_permission(model_ref: str, body: GrantIn, request: Request, prin
     now = datetime.now(timezone.utc)
     if body.expires_at is not None and body.expires_at <= now:
         raise ValidationFailed("expires_at must be in the future",
-                               errors=[FieldError("body.expires_at", "must be in the future")])
+                               errors=[FieldError("expires_at", "must be in the future")])
     _, limit = permissions.delegation_limit(principal, model, now)
     if limit is not None and (body.expires_at is None or body.expires_at > limit):
         raise await gw.auth.refuse(
