@@ -21,7 +21,8 @@ MAX_PAGE_SIZE = 100
 
 
 def _refuse(name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{name}: {message}", errors=[FieldError(name, message)])
+    # named like the framework names query parameters (``query.page_size``), so every 422 reads the same
+    return ValidationFailed(f"{name}: {message}", errors=[FieldError(f"query.{name}", message)])
 
 
 def parse_metric_range(text: str) -> MetricRange:

@@ -1,5 +1,4 @@
 """The search-indexer's internal HTTP API: search, and rebuild the read model."""
-from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated

@@ -24,7 +24,7 @@ def test_metric_ranges_parse(text, expected):
 def test_bad_metric_ranges_name_the_parameter(text):
     with pytest.raises(ValidationFailed) as caught:
         build_query(metric=[text])
-    assert caught.value.errors[0].field == "metric"
+    assert caught.value.errors[0].field == "query.metric"
 
 
 @pytest.mark.parametrize("kwargs, field", [
@@ -35,7 +35,7 @@ def test_bad_metric_ranges_name_the_parameter(text):
 def test_bad_parameters_name_the_field(kwargs, field):
     with pytest.raises(ValidationFailed) as caught:
         build_query(**kwargs)
-    assert caught.value.errors[0].field == field
+    assert caught.value.errors[0].field == f"query.{field}"
 
 
 def test_defaults_sort_by_relevance_with_text_and_by_creation_without():
