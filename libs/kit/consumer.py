@@ -6,6 +6,13 @@ event id in the inbox, so a redelivered event has no second effect. A message th
 (it fails validation, or the handler refuses it with a domain error) goes to the dead-letter topic
 ``cairn.dlq.<group>`` with the reason and is then acknowledged; a transient failure (database down)
 is retried with back-off until it succeeds.
+
+Messages arrive in batches (up to ``max_batch``, whatever the broker has ready, no waiting for more):
+one transaction applies the whole batch, with one inbox statement for all its events, so a busy
+consumer pays one commit per batch instead of one per event. If anything in a batch fails, the
+transaction rolls back and the batch is applied again one event per transaction, exactly as a
+single message is, so a refused event is dead-lettered alone and a transient failure is retried
+alone. Offsets are acknowledged only after the batch's effects are committed.
 """
 from __future__ import annotations
 
@@ -48,6 +55,8 @@ class EventConsumer:
         schema: str,
         source: str,
         max_backoff: float = 5.0,
+        max_batch: int = 100,
+        fetch_max_wait_ms: int = 100,
     ) -> None:
         self.group = group
         self._pool: asyncpg.Pool | None = None
@@ -55,13 +64,20 @@ class EventConsumer:
         self.schema = checked_schema(schema)
         self.source = source
         self._max_backoff = max_backoff
+        self._max_batch = max_batch
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._handlers: dict[str, TypedHandler] = {}
         self._raw_handler: RawHandler | None = None
         self._inbox_sql = (
             f"INSERT INTO {self.schema}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1"
         )
+        self._inbox_batch_sql = (
+            f"INSERT INTO {self.schema}.inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])"
+            " ON CONFLICT DO NOTHING RETURNING event_id"
+        )
         self.processed = 0
         self.dead_lettered = 0
+        self.batches = 0  # transactions that applied more than one event
 
     def bind(self, pool: asyncpg.Pool, dlq_producer: AIOKafkaProducer) -> None:
         """Hand over the pool and producer once the process has opened them (before the broker starts)."""
@@ -91,29 +107,82 @@ class EventConsumer:
             rebalance_timeout_ms=2_000,
             title=f"{self.group}",
             decoder=_raw_body,  # the envelope decides how to read the body, not FastStream
+            batch=True,
+            max_records=self._max_batch,
+            # how long an idle fetch waits at the broker; Tansu answers only when it runs out, so this
+            # bounds the delay of an event that arrives while the consumer is idle
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            batch_timeout_ms=self._fetch_max_wait_ms,
         )
         if pattern:
             subscriber = broker.subscriber(pattern=pattern, **kwargs)
         else:
             subscriber = broker.subscriber(*(topics or []), **kwargs)
-        subscriber(self._on_message)
+        subscriber(self._on_batch)
 
-    async def _on_message(self, body: bytes, msg: KafkaMessage) -> None:
-        record = msg.raw_message
+    async def _on_batch(self, bodies: list, msg: KafkaMessage) -> None:
+        records = msg.raw_message
+        ready: list[tuple[object, bytes, Union[Envelope, RawEvent]]] = []
+        for record, body in zip(records, bodies):
+            event = await self._decode(record, body)
+            if event is not None:
+                ready.append((record, body, event))
+        if len(ready) == 1:
+            await self._apply(*ready[0])
+        elif ready:
+            await self._apply_batch(ready)
+
+    async def _decode(self, record, body: bytes) -> Union[Envelope, RawEvent, None]:
+        """The event, or None when it is another consumer's business or was dead-lettered as invalid."""
         headers = list(record.headers or ())
         try:
-            event: Union[Envelope, RawEvent]
             if self._raw_handler is not None:
-                event = dataclasses.replace(decode_raw(headers, body), topic=record.topic)
-            else:
-                raw = decode_raw(headers, body)
-                if raw.type not in self._handlers:
-                    return  # another consumer's business
-                event = decode(headers, body)
+                return dataclasses.replace(decode_raw(headers, body), topic=record.topic)
+            raw = decode_raw(headers, body)
+            if raw.type not in self._handlers:
+                return None  # another consumer's business
+            return decode(headers, body)
         except InvalidEvent as exc:
             await self._dead_letter(record, body, str(exc))
+            return None
+
+    async def _apply_batch(self, items: list[tuple[object, bytes, Union[Envelope, RawEvent]]]) -> None:
+        """All events in one transaction; on any failure, one transaction per event instead."""
+        assert self._pool is not None, "EventConsumer.bind(pool) was not called"
+        try:
+            async with UnitOfWork(self._pool, self.schema, source=self.source, actor="system") as uow:
+                ids = list(dict.fromkeys(event.id for _, _, event in items))
+                fresh = {row["event_id"] for row in await uow.conn.fetch(self._inbox_batch_sql, self.group, ids)}
+                applied = []
+                for _, _, event in items:
+                    if event.id not in fresh:
+                        continue
+                    fresh.discard(event.id)  # a duplicate inside the batch is applied once
+                    uow.actor, uow.traceparent = event.actor or "system", event.traceparent
+                    await self._handle(event, uow)
+                    applied.append(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.info("batch failed; applying its events one by one", extra={"group": self.group, "events": len(items)})
+            for item in items:
+                await self._apply(*item)
             return
-        await self._apply(record, body, event)
+        self.batches += 1
+        self.processed += len(items)
+        now = datetime.now(timezone.utc)
+        for event in applied:
+            EVENTS_CONSUMED.labels(self.source, self.group, event.type).inc()
+            EVENT_AGE.labels(self.source, self.group).observe(max(0.0, (now - event.time).total_seconds()))
+        if len(items) > len(applied):
+            EVENTS_DUPLICATE.labels(self.source, self.group).inc(len(items) - len(applied))
+
+    async def _handle(self, event: Union[Envelope, RawEvent], uow: UnitOfWork) -> None:
+        if isinstance(event, Envelope):
+            await self._handlers[event.type](event, uow)
+        else:
+            assert self._raw_handler is not None
+            await self._raw_handler(event, uow)
 
     async def _apply(self, record, body: bytes, event: Union[Envelope, RawEvent]) -> None:
         delay = 0.05
@@ -126,11 +195,7 @@ class EventConsumer:
                 ) as uow:
                     fresh = await uow.conn.fetchval(self._inbox_sql, self.group, event.id)
                     if fresh:
-                        if isinstance(event, Envelope):
-                            await self._handlers[event.type](event, uow)
-                        else:
-                            assert self._raw_handler is not None
-                            await self._raw_handler(event, uow)
+                        await self._handle(event, uow)
                 self.processed += 1
                 if fresh:
                     EVENTS_CONSUMED.labels(self.source, self.group, event.type).inc()
