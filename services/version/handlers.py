@@ -85,6 +85,16 @@ def parse_ref(ref: str) -> UUID | str:
         return ref
 
 
+def _parsed(text: str | None):
+    """A semantic version, or None when absent or invalid (the domain then names the field at fault)."""
+    if text is None:
+        return None
+    try:
+        return domain.SemVer.parse(text)
+    except domain.InvalidVersion:
+        return None
+
+
 def version_lookup(ref: str) -> tuple[store.Which, str | None]:
     """``latest``, a semver, or else an alias name."""
     if ref == "latest":
@@ -266,7 +276,8 @@ class VersionHandlers:
                         for i in missing
                     ]
                     raise ValidationFailed(f"{errors[0].field}: {errors[0].message}", errors=errors)
-                existing = await store.existing_versions(uow.conn, model.id)
+                existing = await store.versions_deciding_create(
+                    uow.conn, model.id, explicit=_parsed(cmd.version), parent=_parsed(cmd.lineage.parent_version))
                 version, event = domain.create(
                     cmd, existing, model_id=model.id, version_id=uuid4(), actor=caller.actor, now=_now()
                 )

@@ -108,7 +108,14 @@ GET_BY_TRAINING_JOB = (
 )
 COUNT_VERSIONS = "SELECT count(*) FROM version.versions v WHERE v.model_id = $1 AND ($2::text[] IS NULL OR v.tags ?& $2)"
 
-VERSIONS_OF_MODEL = "SELECT version FROM version.versions WHERE model_id = $1"
+# byte 24 of sort_key is 0x02 for a release (domain.SemVer.sort_key); the subquery walks the
+# (model_id, sort_key) index backwards and stops at the first release
+VERSIONS_DECIDING_CREATE = """
+SELECT version FROM version.versions WHERE model_id = $1 AND (
+    sort_key >= coalesce((SELECT sort_key FROM version.versions WHERE model_id = $1 AND get_byte(sort_key, 24) = 2
+                          ORDER BY sort_key DESC LIMIT 1), ''::bytea)
+    OR version = $2 OR sort_key = $3)
+"""
 INSERT_VERSION = """
 INSERT INTO version.versions (id, model_id, version, sort_key, version_type, change_log, metrics, training_data,
                               dependencies, tags, lineage, metadata, created_by, created_at)
@@ -307,8 +314,15 @@ async def count_versions(conn: Conn, model_id: UUID, tags: list[str]) -> int:
     return await conn.fetchval(COUNT_VERSIONS, model_id, tags or None)
 
 
-async def existing_versions(conn: asyncpg.Connection, model_id: UUID) -> list[SemVer]:
-    return [SemVer.parse(r["version"]) for r in await conn.fetch(VERSIONS_OF_MODEL, model_id)]
+async def versions_deciding_create(
+    conn: asyncpg.Connection, model_id: UUID, *, explicit: SemVer | None, parent: SemVer | None
+) -> list[SemVer]:
+    """The versions that decide what a create makes (``domain.next_version``): the highest release and
+    everything above it, plus those with the precedence of ``explicit`` and the one named ``parent``.
+    A bump or pre-release only looks at that range, so a create costs the same with 10 or 10,000 versions."""
+    rows = await conn.fetch(VERSIONS_DECIDING_CREATE, model_id, str(parent) if parent else None,
+                            explicit.sort_key() if explicit else None)
+    return [SemVer.parse(r["version"]) for r in rows]
 
 
 async def insert_version(conn: asyncpg.Connection, v: Version) -> None:
