@@ -104,17 +104,24 @@ async def revoke_key(key_id: str, request: Request, principal: Admin) -> Respons
     return Response(status_code=204)
 
 
+async def _self_or_admin(request: Request, principal: SelfWrite) -> Principal:
+    """A key may rotate itself; only an admin rotates another. Decided before the body is read."""
+    key_id = request.path_params["key_id"]
+    if key_id != principal.key_id and not principal.can("keys:admin"):
+        raise await request.app.state.gateway.auth.refuse(
+            request, principal, f"only the key itself or an admin may rotate key {key_id}", "keys:admin")
+    return principal
+
+
 @router.post("/keys/{key_id}/rotate", response_model=KeyRotated, responses=problems(401, 403, 404, 422))
 async def rotate_key(
-    key_id: str, request: Request, principal: SelfWrite, body: Annotated[KeyRotate | None, Body()] = None,
+    key_id: str, request: Request, principal: Annotated[Principal, Depends(_self_or_admin)],
+    body: Annotated[KeyRotate | None, Body()] = None,
 ) -> KeyRotated:
     """Give a key a new secret (a key may rotate itself; admins may rotate any). The key id, role, team and
     expiry stay; the old secret works for ``grace_s`` more seconds, so deployments can switch over.
     Emits ApiKeyRotated."""
     gw = request.app.state.gateway
-    if key_id != principal.key_id and not principal.can("keys:admin"):
-        raise await gw.auth.refuse(request, principal, f"only the key itself or an admin may rotate key {key_id}",
-                                   "keys:admin")
     grace_s = body.grace_s if body else 0
     if grace_s > gw.settings.key_rotation_max_grace_s:
         limit = gw.settings.key_rotation_max_grace_s
