@@ -1,0 +1,1 @@
+"""`cairn`: the command line (``python -m libs.cli``)."""

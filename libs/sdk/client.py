@@ -1,0 +1,149 @@
+"""``Cairn``: a synchronous client of the public gateway API (``/api/v1``).
+
+    from libs.sdk import Cairn
+    with Cairn() as cairn:                      # CAIRN_URL, CAIRN_API_KEY from the environment
+        model = cairn.models.register("digits-cnn", "classification")
+        cairn.versions.create(model["name"], "1.0.0")
+        cairn.artifacts.upload(model["name"], "1.0.0", "weights.pt", progress=print)
+        cairn.artifacts.download(model["name"], dest="weights.pt")
+
+Every method answers the gateway's JSON; every refusal raises ``CairnAPIError`` with the problem's
+fields. The API key is sent only to the gateway: never to a download link's host, never in ``repr``."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+from urllib.parse import quote
+
+import httpx
+
+from libs.sdk.errors import CairnAPIError, CairnConfigError
+from libs.sdk.resources import (
+    ArtifactsAPI,
+    AuditAPI,
+    EvaluationAPI,
+    LifecycleAPI,
+    ModelsAPI,
+    TrainingAPI,
+    VersionsAPI,
+)
+from libs.sdk.types import SearchPage
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # where `make run` puts the gateway
+USER_AGENT = "cairn-sdk/1"
+
+
+def segment(value: str) -> str:
+    """One path segment: a model name, a version (``1.0.0+build``) or an alias, escaped whole."""
+    if not value:
+        raise ValueError("an empty path segment (model, version, alias or id) was given")
+    return quote(str(value), safe="")
+
+
+class Cairn:
+    """The client. ``url`` and ``api_key`` default to ``CAIRN_URL`` and ``CAIRN_API_KEY``."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None, verify: bool = True) -> None:
+        base = (url or os.environ.get("CAIRN_URL") or DEFAULT_URL).rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise CairnConfigError(f"CAIRN_URL must start with http:// or https://, got {base!r}")
+        self.url = base
+        self._api_key = api_key if api_key is not None else os.environ.get("CAIRN_API_KEY")
+        headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+        if self._api_key:
+            headers["authorization"] = f"Bearer {self._api_key}"
+        self._timeout = httpx.Timeout(timeout, connect=10.0)
+        self._verify = verify
+        self._transport = transport
+        self.http = httpx.Client(base_url=base, headers=headers, timeout=self._timeout, transport=transport,
+                                 verify=verify, follow_redirects=False)
+        self.models = ModelsAPI(self)
+        self.versions = VersionsAPI(self)
+        self.artifacts = ArtifactsAPI(self)
+        self.lifecycle = LifecycleAPI(self)
+        self.training = TrainingAPI(self)
+        self.evaluation = EvaluationAPI(self)
+        self.audit = AuditAPI(self)
+
+    def __repr__(self) -> str:
+        return f"Cairn(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
+
+    def __enter__(self) -> "Cairn":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self._api_key)
+
+    def plain_client(self, timeout: httpx.Timeout | None = None) -> httpx.Client:
+        """A client with no credentials, for links that carry their own authorisation (signed or presigned
+        URLs, possibly on another host): the API key must not travel there."""
+        return httpx.Client(timeout=timeout or self._timeout, transport=self._transport, verify=self._verify,
+                            headers={"user-agent": USER_AGENT})
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Any = None,
+                headers: dict[str, str] | None = None, content: Any = None,
+                timeout: httpx.Timeout | None = None) -> httpx.Response:
+        """Send one request to ``/api/v1{path}``; an answer of 400 or more raises ``CairnAPIError``."""
+        kwargs: dict[str, Any] = {"params": _clean(params), "headers": headers}
+        if json is not None:
+            kwargs["json"] = json
+        if content is not None:
+            kwargs["content"] = content
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        try:
+            response = self.http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise CairnAPIError(0, "gateway unreachable", f"{type(exc).__name__}: {exc} ({self.url})",
+                                method=method, url=f"{self.url}/api/v1{path}") from exc
+        if response.status_code >= 400:
+            raise CairnAPIError.from_response(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- small areas -------------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        """The calling key: id, name, role and permissions."""
+        return self.json("GET", "/me")
+
+    def search(self, q: str | None = None, *, framework: str | None = None, task: str | None = None,
+               type: str | None = None, tags: Iterable[str] = (), stage: str | None = None,
+               metrics: Iterable[str] = (), sort_by: str | None = None, order: str | None = None,
+               page: int | None = None, page_size: int | None = None) -> SearchPage:
+        """Models by text (typos forgiven) and filters; ``metrics`` like ``["accuracy>=0.9"]``."""
+        params = {"q": q, "framework": framework, "task": task, "type": type, "tag": list(tags), "stage": stage,
+                  "metric": list(metrics), "sort_by": sort_by, "order": order, "page": page, "page_size": page_size}
+        try:
+            return self.json("GET", "/models/search", params=params)
+        except CairnAPIError as exc:
+            if exc.status in (404, 405) and not exc.errors:
+                # An older gateway takes "search" for a model name (404); say what is really missing.
+                raise CairnAPIError(
+                    exc.status, "Search not available",
+                    f"this gateway ({self.url}) has no GET /api/v1/models/search; upgrade it ({exc.detail})",
+                    type=exc.type, code=exc.code, instance=exc.instance, method=exc.method, url=exc.url,
+                ) from exc
+            raise
+
+
+def _clean(params: Any) -> Any:
+    """Drop unset query parameters, so the server's defaults apply."""
+    if not isinstance(params, dict):
+        return params
+    return {k: v for k, v in params.items() if v is not None and v != [] and v != ()}
