@@ -2,7 +2,7 @@
 // paired bars (two versions per metric). Colours come from CSS classes (series-0, series-1...).
 import { h, num, s } from "./dom.js";
 
-const W = 640;
+const WIDTH = 640; // viewBox units; a wide chart (a full-width card) gets a wider box, so text keeps its size
 const H = 260;
 const PAD = { left: 56, right: 16, top: 16, bottom: 40 };
 
@@ -23,7 +23,8 @@ export function ticks(lo, hi, count = 5) {
 }
 
 // series: [{name, points: [[x, y], ...]}]; options: {xLabel, yLabel, xLabels (x index → text), title}
-export function lineChart(series, { xLabel = "", yLabel = "", xLabels = null, title = "" } = {}) {
+export function lineChart(series, { xLabel = "", yLabel = "", xLabels = null, title = "", width = WIDTH } = {}) {
+  const W = width;
   const all = series.flatMap((line) => line.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   const svg = s("svg", { class: "chart line-chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title || yLabel });
   if (!all.length) {
@@ -32,9 +33,10 @@ export function lineChart(series, { xLabel = "", yLabel = "", xLabels = null, ti
   }
   const xs = all.map(([x]) => x);
   const ys = all.map(([, y]) => y);
-  const xt = xLabels ? xs.filter((x, i) => xs.indexOf(x) === i).sort((a, b) => a - b) : ticks(Math.min(...xs), Math.max(...xs), 6).filter(Number.isInteger);
+  // categorical x (versions): every label has its slot, with or without a value
+  const xt = xLabels ? xLabels.map((_, i) => i) : ticks(Math.min(...xs), Math.max(...xs), 6).filter(Number.isInteger);
   const yt = ticks(Math.min(...ys), Math.max(...ys));
-  const [x0, x1] = [Math.min(...xs, ...(xLabels ? [] : xt)), Math.max(...xs, ...(xLabels ? [] : xt))];
+  const [x0, x1] = [Math.min(...xs, ...xt), Math.max(...xs, ...xt)];
   const [y0, y1] = [yt[0], yt[yt.length - 1]];
   const px = (x) => PAD.left + (x1 === x0 ? 0.5 : (x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
   const py = (y) => H - PAD.bottom - (y1 === y0 ? 0.5 : (y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
@@ -80,24 +82,24 @@ function wrap(svg, series, title) {
 
 // rows: [{name, a, b, better}] with labels for a and b; each metric gets its own scale (accuracy and
 // latency in ms cannot share an axis), so bar lengths compare the two versions within a metric.
-export function pairedBars(rows, { labelA = "A", labelB = "B" } = {}) {
+export function pairedBars(rows, { labelA = "A", labelB = "B", width = 1180 } = {}) {
   const rowH = 46;
   const left = 170;
   const right = 110;
   const height = rows.length * rowH + 10;
-  const svg = s("svg", { class: "chart bar-chart", viewBox: `0 0 ${W} ${height}`, role: "img", "aria-label": "metric comparison" });
+  const svg = s("svg", { class: "chart bar-chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "metric comparison" });
   rows.forEach((row, i) => {
     const top = 6 + i * rowH;
     const scale = Math.max(Math.abs(row.a), Math.abs(row.b)) || 1;
-    const width = (v) => Math.max(1, (Math.abs(v) / scale) * (W - left - right));
+    const barLength = (v) => Math.max(1, (Math.abs(v) / scale) * (width - left - right));
     const g = s("g", { class: "metric-row", "data-metric": row.name });
     g.append(s("text", { x: left - 8, y: top + 24, "text-anchor": "end", class: "metric-name" }, row.name));
     [["a", row.a, 0], ["b", row.b, 1]].forEach(([side, value, k]) => {
       const y = top + 3 + k * 19;
       const cls = `bar bar-${side}${row.better === side ? " better" : ""}`;
-      g.append(s("rect", { class: cls, x: left, y, width: width(value).toFixed(1), height: 16, rx: 3 },
+      g.append(s("rect", { class: cls, x: left, y, width: barLength(value).toFixed(1), height: 16, rx: 3 },
         s("title", null, `${side === "a" ? labelA : labelB}: ${num(value)}`)));
-      g.append(s("text", { x: left + width(value) + 6, y: y + 12, class: "bar-value" }, num(value)));
+      g.append(s("text", { x: left + barLength(value) + 6, y: y + 12, class: "bar-value" }, num(value)));
     });
     svg.append(g);
   });

@@ -54,7 +54,11 @@ function label(v) {
 
 function renderComparison(c, request) {
   const [A, B] = [c.model_1, c.model_2];
-  const rows = (c.performance?.metrics || []).filter((m) => typeof m.a === "number" && typeof m.b === "number");
+  // each metric's two values and which side is better ("model_1" / "model_2" / "tie")
+  const side = { model_1: "a", model_2: "b", tie: "tie" };
+  const rows = (c.performance?.metrics || []).map((m) => ({ ...m, a: m.model_1, b: m.model_2, better: side[m.better] ?? null }))
+    .filter((m) => typeof m.a === "number" && typeof m.b === "number");
+  const wins = c.performance?.wins || {};
   const download = h("button", { type: "button", class: "secondary", id: "report-download" }, "Download HTML report");
   download.addEventListener("click", async () => {
     download.disabled = true;
@@ -77,26 +81,27 @@ function renderComparison(c, request) {
   const diffRows = ["hyperparameters", "config"].flatMap((group) => {
     const d = params[group] || {};
     return [
-      ...Object.entries(d.changed || {}).map(([k, v]) => [group, k, v.a, v.b, "changed"]),
-      ...Object.entries(d.added || {}).map(([k, v]) => [group, k, undefined, v, "added"]),
-      ...Object.entries(d.removed || {}).map(([k, v]) => [group, k, v, undefined, "removed"]),
+      ...Object.entries(d.changed || {}).map(([k, v]) => [group, k, v.model_1, v.model_2, "changed"]),
+      ...Object.entries(d.only_in_model_2 || {}).map(([k, v]) => [group, k, undefined, v, "added"]),
+      ...Object.entries(d.only_in_model_1 || {}).map(([k, v]) => [group, k, v, undefined, "removed"]),
     ];
   });
   const structure = c.structure;
   return [
     h("div", { class: "toolbar" }, h("span", { class: "muted" }, `comparison ${c.comparison_id} · ${when(c.created_at)}`), h("span", { class: "spacer" }), download),
     h("div", { class: "grid-2" }, versionCard(A, "A"), versionCard(B, "B")),
-    section("Metrics", rows.length ? pairedBars(rows, { labelA: `A ${label(A)}`, labelB: `B ${label(B)}` }) : empty("No metric both versions have."),
+    section("Metrics", h("p", { class: "muted", id: "wins" }, `B is better on ${wins.model_2 ?? 0}, A on ${wins.model_1 ?? 0} of ${rows.length} metrics (ties not counted).`),
+      rows.length ? pairedBars(rows, { labelA: `A ${label(A)}`, labelB: `B ${label(B)}` }) : empty("No metric both versions have."),
       rows.length ? table(["Metric", "A", "B", "Change (B − A)", "Better"], rows.map((m) => h("tr", { "data-metric": m.name },
-        h("td", null, m.name), h("td", null, m.a_display ?? num(m.a)), h("td", null, m.b_display ?? num(m.b)),
+        h("td", null, m.name), h("td", null, num(m.a)), h("td", null, num(m.b)),
         h("td", { class: m.better === "b" ? "good" : m.better === "a" ? "bad" : "" }, m.delta_display ?? num(m.delta)),
         h("td", null, m.better === "tie" ? "tie" : m.better ? m.better.toUpperCase() : "—"))), { id: "metric-table" }) : null),
-    section("Parameters", params.model_type ? keyValues([["Model type", typeof params.model_type === "object" ? JSON.stringify(params.model_type) : String(params.model_type)]]) : null,
+    section("Parameters", params.model_type ? keyValues([["Model type", params.model_type.same ? `${params.model_type.model_1} (same)` : `${params.model_type.model_1} → ${params.model_type.model_2}`]]) : null,
       diffRows.length ? table(["Group", "Key", "A", "B", ""], diffRows.map(([g, k, va, vb, kind]) => h("tr", null,
         h("td", null, g), h("td", null, h("code", null, k)), h("td", null, fmt(va)), h("td", null, fmt(vb)), h("td", null, badge(kind))))) : empty("Same hyperparameters and config.")),
     structure ? section("Structure", keyValues([
-      ["Parameters", `${num(structure.parameters?.a)} → ${num(structure.parameters?.b)} (${structure.parameters?.delta_display ?? num(structure.parameters?.delta)})`],
-      ...Object.entries(structure.counts || {}).map(([k, v]) => [k.replaceAll("_", " "), String(v)]),
+      ["Parameters", `${num(structure.parameters?.model_1)} → ${num(structure.parameters?.model_2)} (${structure.parameters?.delta_display ?? num(structure.parameters?.delta)})`],
+      ...Object.entries(structure.counts || {}).map(([k, v]) => [`layers ${k.replace("only_in_1", "only in A").replace("only_in_2", "only in B")}`, String(v)]),
     ]), (structure.layers || []).some((l) => l.status !== "same") ? h("details", null, h("summary", null, "Layers that differ"),
       table(["Layer", "Status", "Differences"], structure.layers.filter((l) => l.status !== "same").map((l) => h("tr", null,
         h("td", null, h("code", null, l.name)), h("td", null, badge(l.status)), h("td", null, (l.differences || []).join("; ")))))) : null) : null,

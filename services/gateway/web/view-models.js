@@ -127,7 +127,7 @@ function metricTrend(versions) {
     const name = select.value;
     const labels = ordered.map((v) => v.version);
     const points = ordered.map((v, i) => [i, v.metrics?.[name]]).filter(([, y]) => typeof y === "number");
-    clear(holder).append(lineChart([{ name, points }], { xLabel: "version", yLabel: name, xLabels: labels }));
+    clear(holder).append(lineChart([{ name, points }], { xLabel: "version", yLabel: name, xLabels: labels, width: 1180 }));
   };
   select.addEventListener("change", draw);
   draw();
@@ -162,7 +162,8 @@ function timeline(model, versions, stageOf, environments) {
         h("div", { class: "tl-head" },
           h("label", { class: "pick" }, pick),
           h("code", { class: "tl-version" }, v.version), " ", badge(v.version_type, "vtype"),
-          environments.filter((e) => stagesHere[e]).map((e) => badge(`${e}: ${stagesHere[e]}`, stagesHere[e])),
+          // draft is where every version starts: only the stages it reached are shown
+          environments.filter((e) => stagesHere[e] && stagesHere[e] !== "draft").map((e) => badge(stagesHere[e] === "production" ? `live in ${e}` : `${stagesHere[e]} in ${e}`, stagesHere[e])),
           v.aliases.map((a) => h("span", { class: "chip alias" }, a)),
           h("span", { class: "spacer" }),
           h("span", { class: "muted small", title: when(v.created_at) }, `${when(v.created_at)} · ${v.created_by}`)),

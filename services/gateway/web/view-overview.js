@@ -46,10 +46,16 @@ export async function overviewView(main, _params, _query, signal) {
       : empty("No training jobs for the recent models.")),
     section("Recent activity", audit === null ? empty("Your role cannot read the audit log (audit:read).")
       : audit.entries.length ? table(["When", "Event", "Subject", "Actor"],
-        audit.entries.map((e) => h("tr", null, h("td", { title: when(e.occurred_at) }, ago(e.occurred_at)),
-          h("td", null, e.event_type), h("td", { class: "clip" }, e.subject || "—"), h("td", null, e.actor || "—"))),
+        audit.entries.map((e) => h("tr", null, h("td", { title: when(e.occurred_at), class: "nowrap" }, ago(e.occurred_at)),
+          h("td", null, e.event_type), h("td", { class: "clip" }, subject(e, models)), h("td", { class: "clip" }, e.actor || "—"))),
         { id: "recent-audit" })
         : empty("No audit entries yet."))));
+}
+
+// An entry about a model shows the model's name (linked) when it is among the recent ones.
+function subject(entry, models) {
+  const model = entry.model_id && models.find((m) => m.model_id === entry.model_id);
+  return model ? link(model.name, route("models", model.name)) : (entry.subject || "—");
 }
 
 function stat(label, value, id) {
