@@ -217,7 +217,9 @@ def publish(ctx: Context):
     result = ctx.cairn.lifecycle.publish(a.model, a.version, environment=a.environment,
                                          strategy="gradual" if a.gradual or steps else None, steps=steps,
                                          step_interval_s=a.step_interval, reason=a.reason)
-    return result, _whole
+    return result, _message(lambda v: f"{a.model} {v['version']} is {v['status'].replace('_', ' ')} in "
+                                      f"{v['environment']}" + (f" (rollout {v['rollout'].get('rollout_id')})"
+                                                               if v.get("rollout") else ""))
 
 
 def rollback(ctx: Context):
@@ -236,7 +238,8 @@ def command(ctx: Context):
 
 def production(ctx: Context):
     result = ctx.cairn.lifecycle.production(ctx.args.model, environment=ctx.args.environment)
-    return result, _whole
+    return result, _fields(("model_id", "model_name", "environment", "version", "version_id", "artifact.sha256",
+                            "artifact.size", "weights", "revision", "updated_at"))
 
 
 def stages(ctx: Context):
@@ -246,8 +249,8 @@ def stages(ctx: Context):
 
 def deployments(ctx: Context):
     result = ctx.cairn.lifecycle.deployments(ctx.args.model)
-    return result, lambda v, out: table(v.get("deployments", []) if isinstance(v, dict) else v,
-                                        ("environment", "version", "previous_version", "strategy", "reason", "at"), out)
+    return result, lambda v, out: table(v["deployments"], ("environment", "version", "started_at", "ended_at",
+                                                           "actor", "reason"), out)
 
 
 def train(ctx: Context):
@@ -329,13 +332,15 @@ def compare(ctx: Context):
     result = ctx.cairn.evaluation.compare(m1, v1, m2, v2, metrics=a.metrics)
 
     def render(value: Any, out: TextIO) -> None:
-        rows = value.get("performance") or value.get("metrics") or []
-        if isinstance(rows, dict):
-            rows = [{"metric": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in rows.items()]
-        if rows and isinstance(rows, list) and isinstance(rows[0], dict):
-            table(rows, list(rows[0].keys())[:6], out)
-        else:
-            as_json(value, out)
+        first, second = value["model_1"], value["model_2"]
+        out.write(f"model_1: {first['name']} {first['version']}    model_2: {second['name']} {second['version']}\n")
+        performance = value.get("performance") or {}
+        table(performance.get("metrics", []), ("name", "model_1", "model_2", "delta_display", "better"), out,
+              headers=("metric", "model_1", "model_2", "change", "better"))
+        if performance.get("wins"):
+            out.write("wins: " + ", ".join(f"{k} {v}" for k, v in performance["wins"].items()) + "\n")
+        for note in value.get("notes") or ():
+            out.write(f"note: {note}\n")
     return result, render
 
 

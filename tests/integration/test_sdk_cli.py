@@ -372,8 +372,22 @@ async def test_lifecycle_promote_publish_production_and_deployments(stack, tmp_p
     assert view["version"] == "1.0.0"
     code, out, err = await stack.cli("--json", "production", name)
     assert code == 0 and json.loads(out)["version"] == "1.0.0"
-    deployments = await asyncio.to_thread(lambda: stack.sdk().lifecycle.deployments(name))
-    assert "1.0.0" in json.dumps(deployments)
+    # a second version goes live, then the CLI rolls production back to the first
+    def second():
+        with stack.sdk() as cairn:
+            cairn.versions.create(name, "1.1.0")
+            cairn.artifacts.upload(name, "1.1.0", str(path))
+            cairn.lifecycle.promote(name, "1.1.0")
+            return cairn.lifecycle.publish(name, "1.1.0")
+
+    assert (await asyncio.to_thread(second))["status"] == "production"
+    code, out, err = await stack.cli("rollback", name, "--reason", "cli test", "--wait", "30")
+    assert code == 0, err
+    assert out.strip() == f"rolled back {name} in production: 1.1.0 -> 1.0.0"
+    code, out, err = await stack.cli("deployments", name)
+    assert code == 0, err
+    rows = [line.split()[:2] for line in out.splitlines()[1:]]
+    assert ["production", "1.0.0"] in rows and ["production", "1.1.0"] in rows
 
 
 async def test_training_events_stream_until_the_job_ends(stack):
