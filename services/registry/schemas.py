@@ -13,6 +13,9 @@ from libs.kit.http import MODEL_PATH_REFUSED
 from services.registry.domain import NAME_PATTERN, Framework, ModelType
 
 
+#: names that would be shadowed by the gateway's own routes under /api/v1/models/
+RESERVED_NAMES = frozenset({"search", "compare"})
+
 #: keys seed 001 puts inside ``metadata`` that Cairn keeps as first-class model fields
 SEED_LIFTED_KEYS = ("description", "framework", "task")
 
@@ -77,6 +80,13 @@ class ModelCreate(BaseModel):
         if value is not None:
             raise ValueError(MODEL_PATH_REFUSED)
         return None
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_route(cls, value: str) -> str:
+        if value.lower() in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved: /api/v1/models/{value.lower()} is a route of its own")
+        return value
 
 
 class ModelPatch(BaseModel):

@@ -77,6 +77,8 @@ async def test_duplicate_name_is_409_naming_the_field(system):
         ({"name": "ok-name", "type": "transformer", "metadata": {"d_model": 30, "num_heads": 4}}, "metadata"),
         ({"name": "ok-name", "type": "vision", "tags": {"bad key!": "x"}}, "tags.bad key!"),
         ({"name": "ok-name", "type": "vision", "tags": ["a"]}, "tags"),
+        ({"name": "Search", "type": "vision"}, "name"),
+        ({"name": "compare", "type": "vision"}, "name"),
     ],
 )
 async def test_invalid_registrations_get_422_naming_the_field(system, body, field):
