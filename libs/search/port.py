@@ -41,10 +41,6 @@ class SearchDocument:
         terms.update(self.version_tags)
         return sorted(terms)
 
-    def text(self) -> str:
-        """The free text ``q`` is matched against: name, description, tags."""
-        return " ".join([self.name, self.description, *self.tag_terms()]).strip()
-
 
 @dataclass(frozen=True)
 class MetricRange:

@@ -45,6 +45,16 @@ class SearchIndexContract:
         assert names(await index.search(build_query(q="audio"))) == ["whisper-small"]
         assert (await index.search(build_query(q="zzqxv"))).total == 0
 
+    async def test_prefixes_several_words_and_odd_characters(self, index: SearchIndex):
+        await index.upsert([doc("bert-base-chinese", description="BERT base for Chinese"),
+                            doc("bert-large-english", description="BERT large for English")])
+        assert sorted(names(await index.search(build_query(q="ber")))) == ["bert-base-chinese", "bert-large-english"]
+        assert names(await index.search(build_query(q="bert chinese"))) == ["bert-base-chinese"]
+        assert names(await index.search(build_query(q="bert-base"))) == ["bert-base-chinese"]
+        for odd in ("bert' | 'x", "a\\b", "!!!", "'", "(bert", "bert:*"):
+            page = await index.search(build_query(q=odd))  # read as words, never as query syntax
+            assert page.total == len(page.hits) <= 2
+
     async def test_filters_combine(self, index: SearchIndex):
         await index.upsert([
             doc("a", framework="pytorch", task="text-classification", type="transformer", status="production",
@@ -89,6 +99,14 @@ class SearchIndexContract:
                             doc("top", metrics={"accuracy": 0.99}), doc("bottom", metrics={"accuracy": 0.1})])
         assert names(await index.search(build_query(sort_by="accuracy", order="desc"))) == ["top", "mid", "bottom", "none"]
         assert names(await index.search(build_query(sort_by="accuracy", order="asc"))) == ["bottom", "mid", "top", "none"]
+
+    async def test_pages_sorted_by_a_metric_run_on_into_models_without_it(self, index: SearchIndex):
+        await index.upsert([doc("m1", metrics={"f1": 0.9}), doc("m2", metrics={"f1": 0.8}), doc("m3", metrics={"f1": 0.7}),
+                            doc("n1", metrics={"other": 1.0}), doc("n2")])
+        pages = [names(await index.search(build_query(sort_by="f1", page=p, page_size=2))) for p in (1, 2, 3)]
+        assert pages[0] == ["m1", "m2"] and pages[1][0] == "m3" and sorted(pages[1][1:] + pages[2]) == ["n1", "n2"]
+        filtered = await index.search(build_query(sort_by="f1", framework="pytorch", page=2, page_size=2))
+        assert filtered.total == 5 and names(filtered)[0] == "m3"
 
     async def test_sort_by_fields(self, index: SearchIndex):
         await index.upsert([doc("beta", 2), doc("alpha", 3), doc("gamma", 1)])
