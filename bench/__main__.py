@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from bench import scenarios
+from bench import search as search_bench
 from bench.harness import Result, start_stack
 
 
@@ -30,6 +31,7 @@ async def run(quick: bool) -> list[Result]:
             results += await scenarios.train_to_verdict(stack, api, 1 if quick else 3)
     finally:
         stack.stop()
+    results += await search_bench.run(quick)  # a stack of its own, on a Postgres the loader can reach
     return results
 
 
