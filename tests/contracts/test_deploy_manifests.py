@@ -480,12 +480,19 @@ def test_alert_rules_query_only_defined_metrics():
 def test_prometheus_scrapes_every_http_service(compose):
     config = yaml.safe_load(PROMETHEUS.read_text())
     assert "/etc/prometheus/alerts.yml" in config["rule_files"]
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "cairn")
-    targets = {(name, sd["port"]) for sd in job["dns_sd_configs"] for name in sd["names"]}
+    jobs = {j["job_name"]: j for j in config["scrape_configs"] if j["job_name"].startswith("cairn")}
+    targets = {(name, sd["port"]) for job in jobs.values() for sd in job["dns_sd_configs"] for name in sd["names"]}
     for spec in all_specs():
         if is_http(spec):
             name, _ = compose_service_of(compose, spec)
             assert (name, expected_port(spec)) in targets, f"Prometheus does not scrape {name}:{expected_port(spec)}"
+    # the gateway's /metrics needs the internal token: its job carries it, from a compose secret
+    gateway_job = next(j for j in jobs.values() if any("gateway" in sd["names"] for sd in j["dns_sd_configs"]))
+    token_file = gateway_job["authorization"]["credentials_file"]
+    secret = token_file.removeprefix("/run/secrets/")
+    assert compose["secrets"][secret] == {"environment": "CAIRN_INTERNAL_TOKEN"}
+    assert secret in compose["services"]["prometheus"]["secrets"]
+    assert all("authorization" not in j for j in jobs.values() if j is not gateway_job)
 
 
 # ---------------------------------------------------------------------------------------------- images and secrets
