@@ -7,10 +7,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast proto bench clean help
+.PHONY: install run test test-fast proto bench bench-mlflow clean help
 
 help:
-	@echo "make run | make test | make test-fast | make proto | make bench | make clean"
+	@echo "make run | make test | make test-fast | make proto | make bench | make bench-mlflow | make clean"
 
 # constraints.txt pins every transitive version, so installs are repeatable
 $(STAMP): pyproject.toml constraints.txt
@@ -34,6 +34,16 @@ proto: install
 
 bench: install
 	$(BIN)/python -m bench
+
+# OSS MLflow in its own venv (its pins would fight ours), then Cairn and MLflow side by side on one Postgres
+MLFLOW_VENV := .venv-mlflow
+$(MLFLOW_VENV)/.installed-stamp:
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "mlflow==3.17.*" psycopg2-binary
+	touch $@
+
+bench-mlflow: install $(MLFLOW_VENV)/.installed-stamp
+	$(BIN)/python -m bench.mlflow_compare
 
 clean:
 	rm -rf .cairn

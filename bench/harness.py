@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from bench.fastclient import Connection
 from libs.stack.procs import free_port, http_ok
 
 
@@ -53,13 +54,15 @@ class Stack:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_stack() -> Stack:
+def start_stack(*, gateway_workers: int = 2, extra_env: dict[str, str] | None = None) -> Stack:
+    """The stack of ``make run`` on free ports; the gateway with ``gateway_workers`` processes."""
     workdir = Path(tempfile.mkdtemp(prefix="cairn-bench-"))
     home = workdir / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
     env.update(CAIRN_GATEWAY_PORT=str(free_port()), CAIRN_KAFKA_PORT=str(free_port()),
                CAIRN_REDIS_PORT=str(free_port()), CAIRN_SERVICE_PORT_BASE=str(21000 + os.getpid() % 2000 * 10),
-               CAIRN_RATE_LIMIT_PER_MINUTE="100000000", CAIRN_LOG_LEVEL="WARNING")
+               CAIRN_RATE_LIMIT_PER_MINUTE="100000000", CAIRN_LOG_LEVEL="WARNING",
+               CAIRN_GATEWAY_WORKERS=str(gateway_workers), **(extra_env or {}))
     log = open(workdir / "stack.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "libs.stack", "run", "--home", str(home)], env=env,
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -92,3 +95,26 @@ async def closed_loop(call: Callable[[], Awaitable[None]], *, concurrency: int, 
 def summary(latencies: list[float]) -> dict[str, float]:
     ms = [x * 1000 for x in latencies]
     return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "mean_ms": statistics.fmean(ms) if ms else 0.0}
+
+
+Call = Callable[[Connection], Awaitable[None]]
+
+
+async def drive(base_url: str, headers: dict[str, str], call: Call, *, concurrency: int, duration_s: float) -> tuple[float, float, float]:
+    """Closed loop: ``concurrency`` connections, each sends its next request when the last answered.
+    Returns (requests per second, p50 ms, p99 ms)."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + duration_s
+
+    async def worker() -> None:
+        async with Connection(base_url, headers) as conn:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                await call(conn)
+                latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    ms = [x * 1000 for x in latencies]
+    return len(latencies) / elapsed, percentile(ms, 50), percentile(ms, 99)

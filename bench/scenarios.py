@@ -6,11 +6,11 @@ import hashlib
 import os
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
-from bench.harness import Result, Stack, closed_loop, percentile, summary
+from bench.harness import Result, Stack, drive, percentile, summary
+from bench.mlflow_compare import Cairn
 from examples.deployer.deployer import Deployer
 
 
@@ -20,25 +20,23 @@ async def _model(api: httpx.AsyncClient, prefix: str) -> str:
     return response.json()["model_id"]
 
 
-async def registration(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
-    async def call() -> None:
-        (await api.post("/api/v1/models", json={"name": f"reg-{uuid.uuid4().hex}", "type": "regression"})).raise_for_status()
+def _rate(name: str, unit: str, measured: tuple[float, float, float]) -> Result:
+    rate, p50, p99 = measured
+    return Result(name, unit, rate, {"p50_ms": p50, "p99_ms": p99})
 
-    count, latencies, elapsed = await closed_loop(call, concurrency=16, duration_s=duration_s)
-    return [Result("model registrations", "req/s", count / elapsed, summary(latencies))]
+
+async def registration(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
+    cairn = Cairn(stack.gateway, stack.token)
+    await drive(cairn.base_url, cairn.headers, cairn.register(), concurrency=8, duration_s=duration_s / 3)  # warm-up
+    return [_rate("model registrations (16 clients)", "req/s",
+                  await drive(cairn.base_url, cairn.headers, cairn.register(), concurrency=16, duration_s=duration_s))]
 
 
 async def version_creation(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
-    models = [await _model(api, "ver") for _ in range(8)]
-    counter = {"i": 0}
-
-    async def call() -> None:
-        counter["i"] += 1
-        model = models[counter["i"] % len(models)]
-        (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).raise_for_status()
-
-    count, latencies, elapsed = await closed_loop(call, concurrency=16, duration_s=duration_s)
-    return [Result("versions created (8 models, 16 clients)", "versions/s", count / elapsed, summary(latencies))]
+    cairn = Cairn(stack.gateway, stack.token)
+    call = cairn.create_version(await cairn.prepare_models(api, 8))
+    return [_rate("versions created (8 models, 16 clients)", "versions/s",
+                  await drive(cairn.base_url, cairn.headers, call, concurrency=16, duration_s=duration_s))]
 
 
 async def _live_version(api: httpx.AsyncClient, model: str, payload: bytes) -> str:
@@ -50,25 +48,14 @@ async def _live_version(api: httpx.AsyncClient, model: str, payload: bytes) -> s
 
 
 async def production_lookup(stack: Stack, api: httpx.AsyncClient, duration_s: float) -> list[Result]:
-    model = await _model(api, "hot")
-    version = await _live_version(api, model, os.urandom(4096))
-    (await api.post(f"/api/v1/models/{model}/versions/{version}/publish", json={"environment": "production"})).raise_for_status()
-    url = f"/api/v1/models/{model}/production"
-    for _ in range(100):  # until the cache is filled
-        if (await api.get(url)).headers.get("x-cairn-served-from") == "cache":
-            break
-        await asyncio.sleep(0.02)
-
-    async def call() -> None:
-        response = await api.get(url)
-        if response.status_code != 200:
-            raise RuntimeError(response.text)
-
+    cairn = Cairn(stack.gateway, stack.token)
+    call = await cairn.prepare_lookup(api)
+    await drive(cairn.base_url, cairn.headers, call, concurrency=8, duration_s=duration_s / 3)  # warm-up
     results = []
     for clients in (1, 32):  # the latency of one caller, then the throughput when saturated
-        count, latencies, elapsed = await closed_loop(call, concurrency=clients, duration_s=duration_s)
-        results.append(Result(f"production lookups (cache, {clients} client{'s' if clients > 1 else ''})", "req/s",
-                              count / elapsed, summary(latencies)))
+        measured = await drive(cairn.base_url, cairn.headers, call, concurrency=clients, duration_s=duration_s)
+        results.append(_rate(f"production lookups (cache, {clients} client{'s' if clients > 1 else ''})", "req/s",
+                             measured))
     return results
 
 
@@ -77,18 +64,32 @@ async def promote_to_deployer(stack: Stack, api: httpx.AsyncClient, rounds: int)
                               workdir=stack.workdir / "deployer").start()
     model = await _model(api, "promo")
     lags: list[float] = []
+    deployed: list[float] = []
+
+    def promoted(state, version):
+        return any(e["version"] == version and e.get("to_stage") == "production" for e in state.events_of("VersionPromoted"))
+
+    def verified(state, version):
+        live = state.live.get((model, "production"))
+        return live is not None and live.version == version and live.verified
+
     try:
         for _ in range(rounds):
             version = await _live_version(api, model, os.urandom(1024))
+            await asyncio.sleep(0.2)  # let the staging events drain, so each round starts from quiet
             t0 = time.perf_counter()
             response = await api.post(f"/api/v1/models/{model}/versions/{version}/publish", json={"environment": "production"})
             response.raise_for_status()
-            await deployer.wait_for(lambda s: any(e["version"] == version for e in s.events_of("VersionPromoted")), timeout=30)
+            await deployer.wait_for(lambda s: promoted(s, version), timeout=30)
             lags.append(time.perf_counter() - t0)
+            await deployer.wait_for(lambda s: verified(s, version), timeout=30)
+            deployed.append(time.perf_counter() - t0)
     finally:
         await deployer.stop()
-    return [Result("promote request → deployer sees VersionPromoted", "ms p50", percentile([x * 1000 for x in lags], 50),
-                   summary(lags))]
+    return [Result("promote request → deployer has VersionPromoted", "ms p50", percentile([x * 1000 for x in lags], 50),
+                   summary(lags)),
+            Result("  → weights downloaded and sha256 verified", "ms p50", percentile([x * 1000 for x in deployed], 50),
+                   summary(deployed))]
 
 
 async def artifact_transfer(stack: Stack, api: httpx.AsyncClient, size_mb: int) -> list[Result]:
