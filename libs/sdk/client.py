@@ -12,6 +12,7 @@ fields. The API key is sent only to the gateway: never to a download link's host
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterable
 from urllib.parse import quote
 
@@ -31,6 +32,11 @@ from libs.sdk.types import SearchPage
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # where `make run` puts the gateway
 USER_AGENT = "cairn-sdk/1"
+#: Answers worth another try: rate limited, or the gateway could not reach a service for a moment.
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: Methods whose repetition has no second effect. A POST joins them when it carries an Idempotency-Key.
+REPLAYABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+MAX_RETRY_WAIT_S = 30.0
 
 
 def segment(value: str) -> str:
@@ -44,11 +50,12 @@ class Cairn:
     """The client. ``url`` and ``api_key`` default to ``CAIRN_URL`` and ``CAIRN_API_KEY``."""
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None, verify: bool = True) -> None:
+                 retries: int = 2, transport: httpx.BaseTransport | None = None, verify: bool = True) -> None:
         base = (url or os.environ.get("CAIRN_URL") or DEFAULT_URL).rstrip("/")
         if not base.startswith(("http://", "https://")):
             raise CairnConfigError(f"CAIRN_URL must start with http:// or https://, got {base!r}")
         self.url = base
+        self.retries = max(0, retries)
         self._api_key = api_key if api_key is not None else os.environ.get("CAIRN_API_KEY")
         headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         if self._api_key:
@@ -93,7 +100,11 @@ class Cairn:
     def request(self, method: str, path: str, *, json: Any = None, params: Any = None,
                 headers: dict[str, str] | None = None, content: Any = None,
                 timeout: httpx.Timeout | None = None) -> httpx.Response:
-        """Send one request to ``/api/v1{path}``; an answer of 400 or more raises ``CairnAPIError``."""
+        """Send one request to ``/api/v1{path}``; an answer of 400 or more raises ``CairnAPIError``.
+
+        A request that can be repeated safely (GET, PUT, DELETE, or a POST with an Idempotency-Key, and a
+        body that is not a one-shot stream) is tried again, up to ``retries`` times, when the gateway
+        cannot be reached or answers 429, 502, 503 or 504; a 429 waits as long as the server asks."""
         kwargs: dict[str, Any] = {"params": _clean(params), "headers": headers}
         if json is not None:
             kwargs["json"] = json
@@ -101,14 +112,26 @@ class Cairn:
             kwargs["content"] = content
         if timeout is not None:
             kwargs["timeout"] = timeout
-        try:
-            response = self.http.request(method, f"/api/v1{path}", **kwargs)
-        except httpx.TransportError as exc:
-            raise CairnAPIError(0, "gateway unreachable", f"{type(exc).__name__}: {exc} ({self.url})",
-                                method=method, url=f"{self.url}/api/v1{path}") from exc
-        if response.status_code >= 400:
-            raise CairnAPIError.from_response(response)
-        return response
+        replayable = (method.upper() in REPLAYABLE_METHODS or "idempotency-key" in {k.lower() for k in headers or {}}) \
+            and (content is None or isinstance(content, (bytes, str)))
+        attempts = 1 + (self.retries if replayable else 0)
+        for attempt in range(attempts):
+            last = attempt + 1 == attempts
+            try:
+                response = self.http.request(method, f"/api/v1{path}", **kwargs)
+            except httpx.TransportError as exc:
+                if not last:
+                    time.sleep(_backoff(attempt))
+                    continue
+                raise CairnAPIError(0, "gateway unreachable", f"{type(exc).__name__}: {exc} ({self.url})",
+                                    method=method, url=f"{self.url}/api/v1{path}") from exc
+            if response.status_code in RETRY_STATUSES and not last:
+                time.sleep(_retry_after(response) or _backoff(attempt))
+                continue
+            if response.status_code >= 400:
+                raise CairnAPIError.from_response(response)
+            return response
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
@@ -140,6 +163,24 @@ class Cairn:
                     type=exc.type, code=exc.code, instance=exc.instance, method=exc.method, url=exc.url,
                 ) from exc
             raise
+
+
+def _backoff(attempt: int) -> float:
+    return min(0.25 * 2 ** attempt, 5.0)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``, or the problem's ``retry_after_s``), capped."""
+    value: Any = response.headers.get("retry-after")
+    if value is None and response.headers.get("content-type", "").startswith("application/problem+json"):
+        try:
+            value = response.json().get("retry_after_s")
+        except ValueError:
+            value = None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_WAIT_S) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _clean(params: Any) -> Any:

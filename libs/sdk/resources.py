@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import httpx
@@ -36,8 +37,10 @@ def _seg(value: str) -> str:
     return segment(value)
 
 
-def _idem(key: str | None) -> dict[str, str] | None:
-    return {"idempotency-key": key} if key else None
+def _idem(key: str | None) -> dict[str, str]:
+    """An Idempotency-Key for a create: the caller's, or a fresh one, so the client's own retries (and a
+    response lost on the way back) never create twice; the gateway replays the first answer."""
+    return {"idempotency-key": key or str(uuid.uuid4())}
 
 
 def _if_match(revision: int | str | None) -> dict[str, str] | None:

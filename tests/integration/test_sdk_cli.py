@@ -443,3 +443,48 @@ async def test_search_and_audit_through_the_sdk_and_cli(stack):
     assert code == 0 and "ModelRegistered" in out
     code, out, err = await stack.cli("audit", "--model-id", model["model_id"])  # an editor may not read it
     assert code == 1 and "403" in err
+
+
+def test_safe_requests_are_retried_and_creates_carry_one_idempotency_key():
+    """A create gets an Idempotency-Key of its own, so retrying it after a lost answer cannot create twice;
+    the same key is sent on every attempt. A rate-limited request waits as long as the server asks."""
+    import httpx
+
+    seen: list[tuple[str, str | None]] = []
+    answers = iter([
+        httpx.ConnectError("gateway restarting"),
+        httpx.Response(503, json={"type": "https://cairn.dev/problems/upstream_unavailable", "title": "Unavailable",
+                                  "status": 503, "detail": "the registry service is not reachable"}),
+        httpx.Response(201, json={"model_id": str(uuid.uuid4()), "name": "m"}),
+        httpx.Response(429, headers={"retry-after": "0"}, json={"title": "Too many requests", "status": 429}),
+        httpx.Response(200, json={"total": 0, "page": 1, "page_size": 20, "models": []}),
+    ])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.headers.get("idempotency-key")))
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with Cairn("http://gateway.test", "cairn_k_secret", transport=httpx.MockTransport(handler)) as cairn:
+        assert cairn.models.register("m", "classification")["name"] == "m"
+        assert cairn.models.list()["total"] == 0
+    keys = {key for method, key in seen[:3]}
+    assert [m for m, _ in seen] == ["POST", "POST", "POST", "GET", "GET"]
+    assert len(keys) == 1 and None not in keys
+
+
+def test_a_post_without_an_idempotency_key_is_not_repeated():
+    import httpx
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(503, json={"title": "Service unavailable", "status": 503, "detail": "try again"})
+
+    with Cairn("http://gateway.test", "cairn_k_secret", transport=httpx.MockTransport(handler)) as cairn:
+        with pytest.raises(CairnAPIError) as refused:
+            cairn.lifecycle.transition("m", "1.0.0", "staging")
+    assert refused.value.status == 503 and len(calls) == 1
