@@ -488,3 +488,25 @@ def test_a_post_without_an_idempotency_key_is_not_repeated():
         with pytest.raises(CairnAPIError) as refused:
             cairn.lifecycle.transition("m", "1.0.0", "staging")
     assert refused.value.status == 503 and len(calls) == 1
+
+
+def test_search_on_a_gateway_without_it_and_errors_that_are_not_problems():
+    """An older gateway takes ``search`` for a model name; the SDK says what is really missing. A proxy's
+    HTML error page still becomes a CairnAPIError with its status."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/models/search":
+            return httpx.Response(404, headers={"content-type": "application/problem+json"}, json={
+                "type": "https://cairn.dev/problems/not_found", "title": "Not found", "status": 404,
+                "code": "not_found", "detail": "model 'search' not found", "instance": "/api/v1/models/search"})
+        return httpx.Response(502, headers={"content-type": "text/html"}, text="<html>Bad gateway</html>")
+
+    with Cairn("http://gateway.test", "cairn_k_secret", retries=0, transport=httpx.MockTransport(handler)) as cairn:
+        with pytest.raises(CairnAPIError, match="Search not available") as missing:
+            cairn.search("bert")
+        with pytest.raises(CairnAPIError) as proxied:
+            cairn.models.get("m")
+    assert missing.value.status == 404 and "GET /api/v1/models/search" in missing.value.detail
+    assert proxied.value.status == 502 and "Bad gateway" in proxied.value.detail
+    assert "secret" not in repr(cairn) and repr(cairn).endswith("api_key=set)")
