@@ -116,7 +116,7 @@ def count(selector: str) -> str:
 
 
 def text(selector: str) -> str:
-    return f"(document.querySelector({json.dumps(selector)}) || {{}}).textContent || ''"
+    return f"((document.querySelector({json.dumps(selector)}) || {{}}).textContent || '')"
 
 
 def assert_clean(page: Page) -> None:
@@ -162,16 +162,21 @@ async def test_dashboards_in_a_real_browser(stack, seeded):
         assert seeded.second in await page.evaluate(text("#job-result"))
         await page.screenshot(shots / "training-job.png")
 
-        # model page: metadata, what is live, alias, the version timeline, deployments, jobs
-        await show(page, f"#/models/{seeded.name}", "document.getElementById('timeline')")
-        versions = [v["version"] for v in (await api.get(f"/api/v1/models/{seeded.model_id}/versions")).json()["versions"]]
+        # model page: metadata, what is live, alias, the version timeline, deployments, jobs; the metric
+        # chart once the evaluation service has recorded accuracy on both trained versions
+        async def all_measured():
+            listed = (await api.get(f"/api/v1/models/{seeded.model_id}/versions")).json()["versions"]
+            return listed if all("accuracy" in v["metrics"] for v in listed) else None
+
+        versions = [v["version"] for v in await eventually(all_measured, timeout=180, interval=0.5)]
         assert len(versions) == 3
+        await show(page, f"#/models/{seeded.name}", "document.getElementById('timeline')")
         assert await page.evaluate("[...document.querySelectorAll('#timeline .tl-item')].map(e => e.dataset.version)") == versions
         assert seeded.first in await page.evaluate(text("#live [data-environment='production'] .env-live"))
         assert f"champion → {seeded.first}" in await page.evaluate(text("#aliases"))
         assert await page.evaluate(count("#deployments tbody tr")) >= 1
         assert await page.evaluate(count("#model-jobs tbody tr")) == 2
-        assert await page.evaluate(count("#metric-trend circle.pt")) >= 2
+        assert await page.evaluate(count("#metric-trend circle.pt")) == 3  # accuracy of each version
         assert "hand-tuned thresholds" in await page.evaluate(text(f"#timeline [data-version='{seeded.manual}']"))
         await page.screenshot(shots / "model.png")
 

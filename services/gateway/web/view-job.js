@@ -19,17 +19,24 @@ export async function jobView(main, [jobId], _query, signal) {
   const accBox = h("div", { id: "accuracy-chart" });
   const epochsBox = h("div", { id: "epochs" });
   const resultBox = h("div", { id: "job-result" });
+  const jobBox = h("div", { id: "job-details" });
+  const details = (j) => keyValues([
+    ["Job id", h("code", null, j.job_id)], ["Model", link(model.name, route("models", model.name))],
+    ["Dataset", j.spec?.dataset], ["Pool", j.pool], ["Device", j.device || "—"], ["Worker", j.worker || "—"],
+    ["Attempt", `${j.attempt} of at most ${j.max_attempts}`], ["Requested by", j.created_by],
+    ["Created", when(j.created_at)], ["Started", when(j.started_at)], ["Finished", when(j.finished_at)],
+  ]);
+  // the job row itself changes on start, retry and end; read it again then (progress events carry their numbers)
+  const refresh = async () => {
+    state.job = await api(`/training-jobs/${encodeURIComponent(jobId)}`, { signal }).catch(() => state.job);
+    draw();
+  };
 
   append(main,
     h("p", { class: "crumbs" }, link(model.name, route("models", model.name)), " / training job"),
     h("h1", null, "Training job ", h("code", null, job.job_id.slice(0, 8)), " ", stateBadge),
     h("div", { class: "grid-2" },
-      section("Job", keyValues([
-        ["Job id", h("code", null, job.job_id)], ["Model", link(model.name, route("models", model.name))],
-        ["Dataset", job.spec?.dataset], ["Pool", job.pool], ["Device", job.device || "—"], ["Worker", job.worker || "—"],
-        ["Attempt", `${job.attempt} of at most ${job.max_attempts}`], ["Requested by", job.created_by],
-        ["Created", when(job.created_at)], ["Started", when(job.started_at)], ["Finished", when(job.finished_at)],
-      ])),
+      section("Job", jobBox),
       section("Hyperparameters", keyValues(Object.entries(job.spec?.hyperparameters || {}).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)])),
         resultBox)),
     section("Live curves", status, h("div", { class: "grid-2 charts" }, lossBox, accBox)),
@@ -37,6 +44,7 @@ export async function jobView(main, [jobId], _query, signal) {
 
   const draw = () => {
     clear(stateBadge).append(badge(state.status));
+    clear(jobBox).append(details(state.job));
     const rows = [...state.epochs.values()].sort((a, b) => a.epoch - b.epoch);
     const series = (key) => rows.filter((r) => typeof r[key] === "number").map((r) => [r.epoch, r[key]]);
     clear(lossBox).append(lineChart([{ name: "train loss", points: series("train_loss") }, { name: "validation loss", points: series("val_loss") }],
@@ -79,6 +87,7 @@ export async function jobView(main, [jobId], _query, signal) {
         for await (const event of serverSentEvents(`/training-jobs/${encodeURIComponent(jobId)}/events`, { signal, lastEventId: state.lastId })) {
           apply(event);
           draw();
+          if (event.event !== "progress") refresh();
         }
       } catch (error) {
         if (signal.aborted) return;
@@ -89,7 +98,7 @@ export async function jobView(main, [jobId], _query, signal) {
       }
     }
     if (signal.aborted) return;
-    state.job = await api(`/training-jobs/${encodeURIComponent(jobId)}`, { signal }).catch(() => state.job);
+    await refresh();
     state.status = state.job.state;
     state.note = "";
     draw();

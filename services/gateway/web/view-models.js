@@ -11,17 +11,15 @@ async function findModels(q, page, signal) {
   if (q) {
     try {
       const found = await api("/models/search", { query: { q, page, page_size: PAGE_SIZE }, signal });
-      const items = found.models || found.results || found.hits;
-      if (Array.isArray(items)) {
-        const models = items.map((item) => item.model || item).filter((m) => m && m.name);
-        return { total: found.total ?? models.length, models };
-      }
+      if (Array.isArray(found.models)) return { ...found, via: "search" };
     } catch (error) {
-      // absent, refused or down: the plain list still answers
-      if (!(error instanceof ApiError) || ![403, 404, 405, 422, 502, 503].includes(error.status)) throw error;
+      // refused for this role, or the search service is absent or failing: the plain list still answers
+      if (!(error instanceof ApiError) || !(error.status === 403 || error.status === 404 || error.status >= 500)) throw error;
+      const list = await api("/models", { query: { q, page, page_size: PAGE_SIZE, sort: "-created_at" }, signal });
+      return { ...list, via: "list", note: `Search is unavailable (${error.message}); showing name and description matches.` };
     }
   }
-  return api("/models", { query: { q, page, page_size: PAGE_SIZE, sort: "-created_at" }, signal });
+  return { ...(await api("/models", { query: { q, page, page_size: PAGE_SIZE, sort: "-created_at" }, signal })), via: "list" };
 }
 
 export async function modelsView(main, _params, query, signal) {
@@ -37,6 +35,7 @@ export async function modelsView(main, _params, query, signal) {
   append(main, h("h1", null, "Models"), form);
   const found = await findModels(q, page, signal);
   const pages = Math.max(1, Math.ceil(found.total / PAGE_SIZE));
+  if (found.note) append(main, h("p", { class: "muted", id: "search-note" }, found.note));
   append(main, section(`${found.total} model${found.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""}`,
     found.models.length ? table(["Name", "Type", "Framework", "Version", "Task", "Tags", "Owner", "Updated"],
       found.models.map((m) => h("tr", { "data-model": m.name },

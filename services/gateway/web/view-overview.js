@@ -14,13 +14,14 @@ export async function overviewView(main, _params, _query, signal) {
     recentJobs(models, signal),
     apiOr(null, "/audit", { query: { page_size: 10 }, signal }),
   ]);
+  const lastHour = audit && await apiOr(null, "/audit", { query: { page_size: 500, since: new Date(Date.now() - 3600_000).toISOString() }, signal });
   const running = jobs.filter((j) => j.job.state === "running" || j.job.state === "queued");
 
   append(main, h("div", { class: "stats" },
     stat("Models", page.total, "models-total"),
     stat("Live in production", live.filter((l) => l.environment === "production").length, "live-total"),
     stat("Training now", running.length, "running-total"),
-    stat("Audit events shown", audit ? audit.entries.length : "—", "audit-total")));
+    stat("Events in the last hour", lastHour ? `${lastHour.entries.length}${lastHour.next_cursor ? "+" : ""}` : "—", "events-hour")));
 
   append(main, h("div", { class: "grid-2" },
     section("Recent models", models.length ? table(["Name", "Type", "Framework", "Owner", "Created"],
