@@ -24,6 +24,7 @@ import httpx
 from bench.harness import Result, start_stack, summary
 from libs.search.port import STAGES, SearchDocument
 from libs.search.postgres import PostgresSearchIndex
+from libs.search.query import build_query
 from libs.stack.embedded import EmbeddedPostgres
 
 FAMILIES = ["bert", "roberta", "gpt", "resnet", "vit", "whisper", "llama", "t5", "yolo", "efficientnet", "clip",
@@ -110,6 +111,28 @@ async def measure(api: httpx.AsyncClient, rounds: int) -> list[Result]:
     return results
 
 
+def _query(params: dict):
+    repeated = {k: [v] if k in ("metric", "tag") else v for k, v in params.items()}
+    return build_query(**repeated)
+
+
+async def measure_index(dsn: str, rounds: int) -> Result:
+    """The same queries on the index adapter alone: how much of the time is the search itself."""
+    index = PostgresSearchIndex(dsn, pool_size=4)
+    await index.open()
+    try:
+        latencies = []
+        for _ in range(rounds):
+            for _, params in QUERIES:
+                t0 = time.perf_counter()
+                await index.search(_query(params))
+                latencies.append(time.perf_counter() - t0)
+    finally:
+        await index.close()
+    return Result("search, 100k models: all queries, index adapter alone", "req/s",
+                  len(latencies) / sum(latencies), summary(latencies))
+
+
 async def run(quick: bool = False, models: int = 100_000) -> list[Result]:
     workdir = Path(tempfile.mkdtemp(prefix="cairn-bench-search-"))
     postgres = EmbeddedPostgres(workdir / "postgres", durable=False)
@@ -121,6 +144,7 @@ async def run(quick: bool = False, models: int = 100_000) -> list[Result]:
         async with httpx.AsyncClient(base_url=stack.gateway, timeout=60,
                                      headers={"authorization": f"Bearer {stack.token}"}) as api:
             results = await measure(api, 20 if quick else 100)
+        results.append(await measure_index(dsn, 20 if quick else 100))
         results.append(Result(f"search: bulk load of {models} documents", "docs/s", models / seconds,
                               {"seconds": seconds}))
         return results

@@ -1,6 +1,7 @@
 """The OpenSearch adapter (production, ``docker-compose.yml``): the same documents in one index over the
-REST API with httpx. ``q`` is a multi_match with ``fuzziness: AUTO`` on name, description and tags,
-so one typo still matches ("bertt" finds "bert-base-chinese"). Metrics are kept twice: ``metrics`` as
+REST API with httpx. ``q`` is a multi_match with ``fuzziness: AUTO`` on name, description and tags
+(every word must match; one typo per word is forgiven, so "bertt" finds "bert-base-chinese"), or a
+prefix of the name. Metrics are kept twice: ``metrics`` as
 stored-only JSON for answers, and ``metric_values`` as nested (name, value) pairs, so any metric name
 (dots included) can be filtered and sorted on without growing the mapping."""
 from __future__ import annotations
@@ -35,7 +36,8 @@ MAPPINGS: dict[str, Any] = {
         "metric_values": {"type": "nested", "properties": {
             "name": {"type": "keyword"}, "value": {"type": "double"}}},
         "version_tags": {"type": "keyword"},
-        "tag_terms": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+        # the simple analyzer splits "team:audio" into words, as Postgres does; the standard one would not
+        "tag_terms": {"type": "keyword", "fields": {"text": {"type": "text", "analyzer": "simple"}}},
         "created_at": {"type": "date"},
         "updated_at": {"type": "date"},
     },
@@ -77,7 +79,7 @@ def build_request(query: SearchQuery) -> dict[str, Any]:
     if query.q:
         must.append({"bool": {"should": [
             {"multi_match": {"query": query.q, "fields": ["name^3", "description", "tag_terms.text^2"],
-                             "fuzziness": "AUTO", "prefix_length": 1}},
+                             "fuzziness": "AUTO", "prefix_length": 1, "operator": "and"}},
             {"match_phrase_prefix": {"name": {"query": query.q, "boost": 2}}},
         ], "minimum_should_match": 1}})
     for column in ("framework", "task", "type"):
