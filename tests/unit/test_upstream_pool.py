@@ -1,0 +1,84 @@
+"""The gateway's keep-alive pool against a real uvicorn server: every way a response can be delimited,
+connections reused only after a whole response, never after an interrupted one, and a server that went
+away answers as unreachable."""
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+
+from services.gateway.upstream import KeepAlivePool
+from tests.support.servers import serve
+
+pytestmark = pytest.mark.asyncio
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    app.state.peers = []
+
+    @app.api_route("/echo/{name}", methods=["GET", "POST", "HEAD"])
+    async def echo(name: str, request: Request) -> Response:
+        app.state.peers.append(request.client.port)
+        body = await request.body()
+        return Response(f"{name}|{request.url.query}|{request.headers.get('x-test')}|".encode() + body,
+                        headers={"etag": '"1"'})
+
+    @app.get("/chunked")
+    async def chunked() -> StreamingResponse:
+        async def parts():
+            for i in range(5):
+                yield f"part{i};".encode() * 1000
+        return StreamingResponse(parts(), media_type="text/plain")
+
+    @app.delete("/empty")
+    async def empty() -> Response:
+        return Response(status_code=204)
+
+    @app.get("/slow")
+    async def slow() -> Response:
+        await asyncio.sleep(5)
+        return Response(b"late")
+
+    return app
+
+
+def _request(method: str, url: str, **kwargs) -> httpx.Request:
+    return httpx.Client().build_request(method, url, **kwargs)
+
+
+async def test_responses_of_every_framing_and_connection_reuse():
+    server = await serve(_app())
+    pool = KeepAlivePool(server.url)
+    try:
+        send = lambda req: pool.send(req, timeout_s=10, connect_timeout_s=5)  # noqa: E731
+        got = await send(_request("POST", f"{server.url}/echo/a b?x=1", content=b"body", headers={"x-test": "t"}))
+        assert got.status_code == 200 and got.content == b"a b|x=1|t|body" and ("etag", '"1"') in got.headers
+        for i in range(3):
+            again = await send(_request("GET", f"{server.url}/echo/n{i}"))
+            assert again.content == f"n{i}||None|".encode()
+        assert len(set(server.app.state.peers)) == 1  # one connection carried all four
+        head = await send(_request("HEAD", f"{server.url}/echo/h"))
+        assert head.status_code == 200 and head.content == b""
+        chunked = await send(_request("GET", f"{server.url}/chunked"))
+        assert chunked.content == b"".join(f"part{i};".encode() * 1000 for i in range(5))
+        assert (await send(_request("DELETE", f"{server.url}/empty"))).status_code == 204
+        # the connection survived every framing: the next request still uses it
+        await send(_request("GET", f"{server.url}/echo/last"))
+        assert len(set(server.app.state.peers)) == 1
+        # an illegal header value is refused before anything is sent
+        with pytest.raises(httpx.LocalProtocolError):
+            await send(_request("GET", f"{server.url}/echo/x", headers={"x-test": "a\r\nx-evil: 1"}))
+        # a timed-out request's connection is not reused: the next one opens a new connection
+        with pytest.raises(TimeoutError):
+            await pool.send(_request("GET", f"{server.url}/slow"), timeout_s=0.2, connect_timeout_s=5)
+        await send(_request("GET", f"{server.url}/echo/after"))
+        assert len(set(server.app.state.peers)) == 2
+    finally:
+        pool.close()
+        await server.stop()
+    with pytest.raises(OSError):
+        await KeepAlivePool(server.url).send(_request("GET", f"{server.url}/echo/gone"), timeout_s=5, connect_timeout_s=5)
