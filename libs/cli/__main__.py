@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from typing import Any, Callable, Sequence, TextIO
 
 from libs.cli.output import as_json, record, table
@@ -165,8 +166,15 @@ def versions_tag(ctx: Context):
 
 def versions_alias(ctx: Context):
     a = ctx.args
-    if a.version is None:
+    if a.remove:
+        if not a.alias or a.version:
+            raise argparse.ArgumentTypeError("--remove takes ALIAS and no VERSION")
+        ctx.cairn.versions.remove_alias(a.model, a.alias)
+        return {"removed": a.alias}, _message(lambda v: f"removed alias {v['removed']}")
+    if a.alias is None:
         return ctx.cairn.versions.aliases(a.model), _rows(None, ("alias", "version", "updated_by", "updated_at"))
+    if a.version is None:
+        raise argparse.ArgumentTypeError("give the VERSION to point the alias at (or no ALIAS, to list them)")
     moved = ctx.cairn.versions.set_alias(a.model, a.alias, a.version)
     return moved, _message(lambda v: f"{v['alias']} -> {v['version']}"
                            + (f" (was {v['previous_version']})" if v.get("previous_version") else ""))
@@ -356,7 +364,10 @@ def audit(ctx: Context):
     a = ctx.args
     if a.verify:
         return ctx.cairn.audit.verify(), _whole
-    page = ctx.cairn.audit.list(model_id=a.model_id, actor=a.actor, event_type=a.event_type, since=a.since,
+    model_id = a.model_id
+    if model_id and not _looks_like_uuid(model_id):  # a model name: the log is keyed by id
+        model_id = ctx.cairn.models.get(model_id)["model_id"]
+    page = ctx.cairn.audit.list(model_id=model_id, actor=a.actor, event_type=a.event_type, since=a.since,
                                 until=a.until, order=a.order, cursor=a.cursor, page_size=a.limit)
 
     def render(value: Any, out: TextIO) -> None:
@@ -364,6 +375,14 @@ def audit(ctx: Context):
         if value.get("next_cursor"):
             out.write(f"more: --cursor {value['next_cursor']}\n")
     return page, render
+
+
+def _looks_like_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+        return True
+    except ValueError:
+        return False
 
 
 def whoami(ctx: Context):
@@ -453,10 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version")
     p.add_argument("--add", action="append")
     p.add_argument("--remove", action="append")
-    p = cmd(versions, "alias", versions_alias, "list aliases, or point ALIAS at VERSION")
+    p = cmd(versions, "alias", versions_alias, "list aliases, point ALIAS at VERSION, or --remove ALIAS")
     p.add_argument("model")
     p.add_argument("alias", nargs="?")
     p.add_argument("version", nargs="?")
+    p.add_argument("--remove", action="store_true")
 
     # artifacts
     p = cmd(sub, "push", push, "upload a weights file to a version (progress bar; sha256 checked by the server)")
@@ -550,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page", type=int)
     p.add_argument("--page-size", type=int)
     p = cmd(sub, "audit", audit, "the audit log (needs audit:read)")
-    p.add_argument("--model-id")
+    p.add_argument("--model-id", "--model", dest="model_id", help="model id or name")
     p.add_argument("--actor")
     p.add_argument("--event-type")
     p.add_argument("--since")

@@ -305,6 +305,15 @@ async def test_cli_models_versions_push_pull_with_progress_and_json(stack, tmp_p
     assert lines[0].split()[:2] == ["VERSION", "VERSION_TYPE"]
     assert [line.split()[0] for line in lines[1:3]] == ["1.1.0", "1.0.0"]
 
+    code, out, err = await stack.cli("versions", "alias", name, "champion", "1.0.0")
+    assert code == 0 and out.strip() == "champion -> 1.0.0", err
+    code, out, err = await stack.cli("versions", "alias", name, "champion", "1.1.0")
+    assert out.strip() == "champion -> 1.1.0 (was 1.0.0)"
+    code, out, err = await stack.cli("versions", "alias", name, "champion", "--remove")
+    assert code == 0 and out.strip() == "removed alias champion"
+    code, out, err = await stack.cli("--json", "versions", "alias", name)
+    assert code == 0 and json.loads(out) == []
+
     code, out, err = await stack.cli("--json", "models", "list", "--query", name)
     assert code == 0 and [m["name"] for m in json.loads(out)["models"]] == [name]
 
@@ -441,6 +450,8 @@ async def test_search_and_audit_through_the_sdk_and_cli(stack):
     await eventually(audited, timeout=30)
     code, out, err = await stack.cli("audit", "--model-id", model["model_id"], token=stack.admin)
     assert code == 0 and "ModelRegistered" in out
+    code, out, err = await stack.cli("--json", "audit", "--model", name, token=stack.admin)  # by name
+    assert code == 0 and {e["model_id"] for e in json.loads(out)["entries"]} == {model["model_id"]}
     code, out, err = await stack.cli("audit", "--model-id", model["model_id"])  # an editor may not read it
     assert code == 1 and "403" in err
 
