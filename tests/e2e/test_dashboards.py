@@ -188,8 +188,14 @@ async def test_dashboards_in_a_real_browser(stack, seeded):
             "model_2": {"model_id": seeded.model_id, "version": seeded.second}})).json()
         numeric = [m["name"] for m in expected["performance"]["metrics"]
                    if isinstance(m["model_1"], (int, float)) and isinstance(m["model_2"], (int, float))]
-        await show(page, f"#/compare?m1={seeded.name}&v1={seeded.first}&m2={seeded.name}&v2={seeded.second}",
-                   "document.getElementById('metric-table') || document.querySelector('#compare-result .error-box')")
+        # picked on the model page's timeline: the oldest trained version first, then the newest
+        await show(page, f"#/models/{seeded.name}", "document.getElementById('timeline')")
+        await page.evaluate(f"document.querySelector('#timeline [data-version=\"{seeded.first}\"] input').click()")
+        await page.evaluate(f"document.querySelector('#timeline [data-version=\"{seeded.second}\"] input').click()")
+        await page.evaluate("document.getElementById('compare-selected').click()")
+        await page.wait_for("document.getElementById('metric-table') || document.querySelector('#compare-result .error-box')")
+        assert await page.evaluate("location.hash") == (
+            f"#/compare?m1={seeded.name}&v1={seeded.first}&m2={seeded.name}&v2={seeded.second}")
         assert await page.evaluate("[...document.querySelectorAll('.bar-chart .metric-row')].map(e => e.dataset.metric)") == numeric
         assert "accuracy" in numeric
         assert await page.evaluate(count(".bar-chart rect.bar-a")) == len(numeric)
@@ -263,3 +269,19 @@ async def test_html_from_the_gateway_carries_the_security_headers(stack, seeded)
         assert "content-security-policy" in report.headers
         assert report.headers["x-content-type-options"] == "nosniff"
         assert report.headers["x-frame-options"] == "DENY"
+
+
+async def test_a_viewer_sees_models_but_not_the_audit_log(stack, seeded):
+    async with stack.client() as api:
+        created = await api.post("/api/v1/keys", json={"name": f"viewer-{uuid.uuid4().hex[:6]}", "role": "viewer"})
+        assert created.status_code == 201, created.text
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await sign_in(page, stack.gateway, created.json()["token"])
+        assert "viewer" in await page.evaluate(text("#who"))
+        await page.wait_for(f"{text('#main')}.includes('cannot read the audit log')")
+        await page.wait_for(f"{text('#recent-models')}.includes({json.dumps(seeded.name)})")
+        await show(page, "#/audit", "document.querySelector('#main .error-box')")
+        assert "403" in await page.evaluate(text("#main .error-box"))
+        await show(page, f"#/models/{seeded.name}", "document.getElementById('timeline')")
+        assert not page.foreign_requests() and not page.exceptions
