@@ -51,15 +51,10 @@ class Cairn:
 
     def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0,
                  retries: int = 2, transport: httpx.BaseTransport | None = None, verify: bool = True) -> None:
-        base = (url or os.environ.get("CAIRN_URL") or DEFAULT_URL).rstrip("/")
-        if not base.startswith(("http://", "https://")):
-            raise CairnConfigError(f"CAIRN_URL must start with http:// or https://, got {base!r}")
-        self.url = base
+        base = self.url = base_url(url)
         self.retries = max(0, retries)
         self._api_key = api_key if api_key is not None else os.environ.get("CAIRN_API_KEY")
-        headers = {"user-agent": USER_AGENT, "accept": "application/json"}
-        if self._api_key:
-            headers["authorization"] = f"Bearer {self._api_key}"
+        headers = default_headers(self._api_key)
         self._timeout = httpx.Timeout(timeout, connect=10.0)
         self._verify = verify
         self._transport = transport
@@ -105,28 +100,20 @@ class Cairn:
         A request that can be repeated safely (GET, PUT, DELETE, or a POST with an Idempotency-Key, and a
         body that is not a one-shot stream) is tried again, up to ``retries`` times, when the gateway
         cannot be reached or answers 429, 502, 503 or 504; a 429 waits as long as the server asks."""
-        kwargs: dict[str, Any] = {"params": _clean(params), "headers": headers}
-        if json is not None:
-            kwargs["json"] = json
-        if content is not None:
-            kwargs["content"] = content
-        if timeout is not None:
-            kwargs["timeout"] = timeout
-        replayable = (method.upper() in REPLAYABLE_METHODS or "idempotency-key" in {k.lower() for k in headers or {}}) \
-            and (content is None or isinstance(content, (bytes, str)))
-        attempts = 1 + (self.retries if replayable else 0)
+        kwargs = clean_request(json, params, headers, content, timeout)
+        attempts = 1 + (self.retries if replayable(method, headers, content) else 0)
         for attempt in range(attempts):
             last = attempt + 1 == attempts
             try:
                 response = self.http.request(method, f"/api/v1{path}", **kwargs)
             except httpx.TransportError as exc:
                 if not last:
-                    time.sleep(_backoff(attempt))
+                    time.sleep(backoff(attempt))
                     continue
                 raise CairnAPIError(0, "gateway unreachable", f"{type(exc).__name__}: {exc} ({self.url})",
                                     method=method, url=f"{self.url}/api/v1{path}") from exc
             if response.status_code in RETRY_STATUSES and not last:
-                time.sleep(_retry_after(response) or _backoff(attempt))
+                time.sleep(retry_after(response) or backoff(attempt))
                 continue
             if response.status_code >= 400:
                 raise CairnAPIError.from_response(response)
@@ -134,10 +121,10 @@ class Cairn:
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.request(method, path, **kwargs)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return _decoded(self.request(method, path, **kwargs))
+
+    def text(self, method: str, path: str, **kwargs: Any) -> str:
+        return self.request(method, path, **kwargs).text
 
     # -- small areas -------------------------------------------------------------------------------
 
@@ -155,21 +142,62 @@ class Cairn:
         try:
             return self.json("GET", "/models/search", params=params)
         except CairnAPIError as exc:
-            if exc.status in (404, 405) and not exc.errors:
-                # An older gateway takes "search" for a model name (404); say what is really missing.
-                raise CairnAPIError(
-                    exc.status, "Search not available",
-                    f"this gateway ({self.url}) has no GET /api/v1/models/search; upgrade it ({exc.detail})",
-                    type=exc.type, code=exc.code, instance=exc.instance, method=exc.method, url=exc.url,
-                ) from exc
-            raise
+            raise search_missing(exc, self.url) from exc
 
 
-def _backoff(attempt: int) -> float:
+def replayable(method: str, headers: dict[str, str] | None, content: Any) -> bool:
+    """May this request be sent again without a second effect? Not if its body is a one-shot stream."""
+    safe = method.upper() in REPLAYABLE_METHODS or "idempotency-key" in {k.lower() for k in headers or {}}
+    return safe and (content is None or isinstance(content, (bytes, str)))
+
+
+def search_missing(exc: CairnAPIError, url: str) -> CairnAPIError:
+    """An older gateway takes "search" for a model name (404); say what is really missing."""
+    if exc.status in (404, 405) and not exc.errors:
+        return CairnAPIError(
+            exc.status, "Search not available",
+            f"this gateway ({url}) has no GET /api/v1/models/search; upgrade it ({exc.detail})",
+            type=exc.type, code=exc.code, instance=exc.instance, method=exc.method, url=exc.url)
+    return exc
+
+
+def base_url(url: str | None) -> str:
+    base = (url or os.environ.get("CAIRN_URL") or DEFAULT_URL).rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise CairnConfigError(f"CAIRN_URL must start with http:// or https://, got {base!r}")
+    return base
+
+
+def default_headers(api_key: str | None) -> dict[str, str]:
+    headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+    if api_key:
+        headers["authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def clean_request(json: Any, params: Any, headers: dict[str, str] | None, content: Any,
+                  timeout: httpx.Timeout | None) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"params": _clean(params), "headers": headers}
+    if json is not None:
+        kwargs["json"] = json
+    if content is not None:
+        kwargs["content"] = content
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    return kwargs
+
+
+def _decoded(response: httpx.Response) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    return response.json()
+
+
+def backoff(attempt: int) -> float:
     return min(0.25 * 2 ** attempt, 5.0)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response) -> float | None:
     """Seconds the server asked to wait (``Retry-After``, or the problem's ``retry_after_s``), capped."""
     value: Any = response.headers.get("retry-after")
     if value is None and response.headers.get("content-type", "").startswith("application/problem+json"):

@@ -90,7 +90,7 @@ class ModelsAPI(_Area):
         return self._c.json("PATCH", f"/models/{_seg(model)}", json=body, headers=_if_match(if_revision))
 
     def delete(self, model: str, *, if_revision: int | None = None) -> None:
-        self._c.json("DELETE", f"/models/{_seg(model)}", headers=_if_match(if_revision))
+        return self._c.json("DELETE", f"/models/{_seg(model)}", headers=_if_match(if_revision))
 
     def types(self) -> dict[str, Any]:
         """The typed metadata each model type accepts, as JSON Schema."""
@@ -121,7 +121,7 @@ class VersionsAPI(_Area):
         return self._c.json("GET", f"/models/{_seg(model)}/versions/{_seg(version)}")
 
     def delete(self, model: str, version: str, *, reason: str | None = None) -> None:
-        self._c.json("DELETE", f"/models/{_seg(model)}/versions/{_seg(version)}", params={"reason": reason})
+        return self._c.json("DELETE", f"/models/{_seg(model)}/versions/{_seg(version)}", params={"reason": reason})
 
     def tag(self, model: str, version: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Version:
         return self._c.json("POST", f"/models/{_seg(model)}/versions/{_seg(version)}/tags",
@@ -139,7 +139,7 @@ class VersionsAPI(_Area):
         return self._c.json("PUT", f"/models/{_seg(model)}/aliases/{_seg(alias)}", json={"version": version})
 
     def remove_alias(self, model: str, alias: str) -> None:
-        self._c.json("DELETE", f"/models/{_seg(model)}/aliases/{_seg(alias)}")
+        return self._c.json("DELETE", f"/models/{_seg(model)}/aliases/{_seg(alias)}")
 
     def retention(self, model: str) -> dict[str, Any]:
         return self._c.json("GET", f"/models/{_seg(model)}/retention")
@@ -353,9 +353,8 @@ class EvaluationAPI(_Area):
         body = _body(model_1={"model_id": model_1, "version": version_1},
                      model_2={"model_id": model_2, "version": version_2}, metrics=metrics)
         if html:
-            response = self._c.request("POST", "/models/compare", json=body, params={"format": "html"},
-                                       headers={"accept": "text/html"})
-            return response.text
+            return self._c.text("POST", "/models/compare", json=body, params={"format": "html"},
+                                headers={"accept": "text/html"})
         return self._c.json("POST", "/models/compare", json=body)
 
     def comparison(self, comparison_id: str) -> dict[str, Any]:

@@ -7,29 +7,45 @@ from typing import Iterable, Iterator
 from libs.sdk.types import TrainingEvent
 
 
-def parse_events(lines: Iterable[str]) -> Iterator[TrainingEvent]:
-    """Events from the stream's lines; comments (``: keep-alive``) are skipped, a blank line ends an event.
-    ``data`` is decoded as JSON (a non-JSON payload is kept as ``{"raw": text}``)."""
-    event_id, kind, data = "", "message", []
-    for line in lines:
+class EventParser:
+    """Feed it the stream's lines one by one; a blank line completes an event, which ``feed`` returns.
+    Comments (``: keep-alive``) are skipped. ``data`` is decoded as JSON (else ``{"raw": text}``)."""
+
+    def __init__(self) -> None:
+        self.last_id = ""
+        self._kind, self._data = "message", []
+
+    def feed(self, line: str) -> TrainingEvent | None:
         line = line.rstrip("\r\n")
         if not line:
-            if data:
-                text = "\n".join(data)
-                try:
-                    payload = json.loads(text)
-                except ValueError:
-                    payload = {"raw": text}
-                yield {"id": event_id, "event": kind, "data": payload if isinstance(payload, dict) else {"value": payload}}
-            kind, data = "message", []
-            continue
+            event = self._complete() if self._data else None
+            self._kind, self._data = "message", []
+            return event
         if line.startswith(":"):
-            continue
+            return None
         name, _, value = line.partition(":")
         value = value[1:] if value.startswith(" ") else value
         if name == "id":
-            event_id = value
+            self.last_id = value
         elif name == "event":
-            kind = value
+            self._kind = value
         elif name == "data":
-            data.append(value)
+            self._data.append(value)
+        return None
+
+    def _complete(self) -> TrainingEvent:
+        text = "\n".join(self._data)
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = {"raw": text}
+        return {"id": self.last_id, "event": self._kind,
+                "data": payload if isinstance(payload, dict) else {"value": payload}}
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[TrainingEvent]:
+    parser = EventParser()
+    for line in lines:
+        event = parser.feed(line)
+        if event is not None:
+            yield event

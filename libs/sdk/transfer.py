@@ -56,30 +56,56 @@ def target_path(dest: str | os.PathLike[str] | None, filename: str) -> Path:
     return path / safe_name if path.is_dir() else path
 
 
+class VerifiedFile:
+    """A download in progress: chunks go to a temporary file beside ``target`` and are hashed on the way;
+    ``commit()`` moves it into place only if the sha256 and size match, so a corrupted or cut download
+    never looks like a finished file. Leaving the ``with`` block without a commit removes the temporary."""
+
+    def __init__(self, target: Path, *, expected_sha256: str, expected_size: int,
+                 progress: ProgressCallback | None = None) -> None:
+        self.target, self.expected_sha256, self.expected_size = target, expected_sha256, expected_size
+        self.progress = progress
+        self.done = 0
+        self._digest = hashlib.sha256()
+        self._tmp: str | None = None
+        self._out = None
+
+    def __enter__(self) -> "VerifiedFile":
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".part", dir=self.target.parent)
+        self._out = os.fdopen(fd, "wb")
+        if self.progress:
+            self.progress(0, self.expected_size)
+        return self
+
+    def write(self, chunk: bytes) -> None:
+        self._out.write(chunk)
+        self._digest.update(chunk)
+        self.done += len(chunk)
+        if self.progress:
+            self.progress(self.done, self.expected_size)
+
+    def commit(self) -> None:
+        self._out.close()
+        actual = self._digest.hexdigest()
+        if self.done != self.expected_size or actual != self.expected_sha256:
+            raise CairnIntegrityError(
+                f"download of {self.target.name} does not match the registry: got {self.done} bytes with sha256 "
+                f"{actual}, expected {self.expected_size} bytes with sha256 {self.expected_sha256}")
+        os.replace(self._tmp, self.target)
+        self._tmp = None
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._out.closed:
+            self._out.close()
+        if self._tmp is not None:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
 def save_verified(chunks: Iterable[bytes], target: Path, *, expected_sha256: str, expected_size: int,
                   progress: ProgressCallback | None = None) -> None:
-    """Write ``chunks`` to a temporary file beside ``target``, hashing on the way; move it into place only
-    if the sha256 and size match, so a corrupted or cut download never looks like a finished file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    done = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if progress:
-                progress(0, expected_size)
-            for chunk in chunks:
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, expected_size)
-        actual = digest.hexdigest()
-        if done != expected_size or actual != expected_sha256:
-            raise CairnIntegrityError(
-                f"download of {target.name} does not match the registry: got {done} bytes with sha256 {actual}, "
-                f"expected {expected_size} bytes with sha256 {expected_sha256}")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with VerifiedFile(target, expected_sha256=expected_sha256, expected_size=expected_size,
+                      progress=progress) as file:
+        for chunk in chunks:
+            file.write(chunk)
+        file.commit()

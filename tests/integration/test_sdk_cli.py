@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from libs.cli.__main__ import main as cli
-from libs.sdk import Cairn, CairnAPIError, CairnIntegrityError
+from libs.sdk import AsyncCairn, Cairn, CairnAPIError, CairnIntegrityError
 from libs.stack.procs import free_port
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
@@ -125,6 +125,38 @@ async def test_sdk_round_trip_upload_download_with_progress_and_sha256(stack, tm
     assert uploaded[-1] == (size, size) and len(uploaded) > 2
     assert downloaded[-1] == (size, size) and len(downloaded) > 2
     assert all(a[0] <= b[0] for a, b in zip(uploaded, uploaded[1:]))
+
+
+async def test_async_client_round_trip_events_and_errors(stack, tmp_path):
+    """AsyncCairn on the test's own event loop: the same calls, awaited; streams as async iterators."""
+    path, digest = weights_file(tmp_path, size=2 * (1 << 20) + 7)
+    progress = []
+    async with AsyncCairn(stack.gateway.url, stack.editor) as cairn:
+        model = await cairn.models.register(unique("aio"), "vision", metadata=DIGITS_VISION)
+        name = model["name"]
+        await cairn.versions.create(name, "1.0.0")
+        stored = await cairn.artifacts.upload(name, "1.0.0", str(path), progress=lambda d, t: progress.append(d))
+        got = await cairn.artifacts.download(name, "1.0.0", dest=str(tmp_path / "copy.bin"))
+        assert stored["sha256"] == got["sha256"] == digest and progress[-1] == path.stat().st_size
+        assert hashlib.sha256((tmp_path / "copy.bin").read_bytes()).hexdigest() == digest
+        assert (await cairn.versions.get(name))["artifact"]["sha256"] == digest
+
+        job = await cairn.training.start(name, "digits", epochs=1)
+        await cairn.training.cancel(job["job_id"], reason="aio")
+        kinds = [event["event"] async for event in cairn.training.events(job["job_id"])]
+        assert kinds == ["queued", "cancelled"]
+        assert (await cairn.training.wait(job["job_id"]))["state"] == "cancelled"
+
+        with pytest.raises(CairnAPIError) as refused:
+            await cairn.versions.create(name, "1.0.0")
+        assert refused.value.status == 409
+
+    async with AsyncCairn(stack.gateway.url, stack.admin) as admin:
+        async def registered():
+            return [e async for e in admin.audit.iter(model_id=model["model_id"], order="asc", page_size=1)
+                    if e["event_type"] == "ModelRegistered"]
+
+        assert len(await eventually(registered, timeout=30)) == 1
 
 
 async def test_sdk_tags_aliases_and_listing(stack):
