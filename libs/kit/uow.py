@@ -36,9 +36,13 @@ class UnitOfWork:
         self.conn: asyncpg.Connection = None  # type: ignore[assignment]
         self._tx: Any = None
         self.emitted: list[Envelope] = []
+        # one round trip: the row, and a NOTIFY that Postgres delivers at COMMIT (so the relay wakes
+        # only for committed rows) and sends once per transaction however many events it holds
         self._insert_sql = (
-            f"INSERT INTO {self.schema}.outbox (event_id, topic, key, headers, body) VALUES ($1, $2, $3, $4, $5)"
+            f"WITH inserted AS (INSERT INTO {self.schema}.outbox (event_id, topic, key, headers, body)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING 1) SELECT pg_notify($6, '') FROM inserted"
         )
+        self._channel = outbox_channel(self.schema)
 
     async def __aenter__(self) -> "UnitOfWork":
         self.conn = await self._pool.acquire()
@@ -49,9 +53,6 @@ class UnitOfWork:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                if self.emitted:
-                    # delivered at COMMIT, so the relay wakes only for committed rows
-                    await self.conn.execute("SELECT pg_notify($1, '')", outbox_channel(self.schema))
                 await self._tx.commit()
             else:
                 await self._tx.rollback()
@@ -73,6 +74,7 @@ class UnitOfWork:
             envelope.subject,
             envelope.headers(),
             envelope.body(),
+            self._channel,
         )
         self.emitted.append(envelope)
         return envelope
