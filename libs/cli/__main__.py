@@ -298,7 +298,8 @@ def _follow(ctx: Context, job_id: str):
     finally:
         bar.close()
     if job.get("state") != "succeeded":
-        ctx.err.write(f"job {job_id} ended {job.get('state')}: {job.get('last_error') or job.get('cancel_reason') or ''}\n")
+        why = job.get("last_error") or job.get("cancel_reason") or ""
+        ctx.err.write(f"job {job_id} ended {job.get('state')}: {why}\n")
         ctx.exit_code = 1
     return job, _fields(JOB_FIELDS)
 

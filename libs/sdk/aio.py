@@ -39,8 +39,10 @@ from libs.sdk.sse import EventParser
 from libs.sdk.types import Artifact, Downloaded, ProgressCallback, SearchPage, TrainingEvent, TrainingJob
 
 class AsyncArtifactsAPI(ArtifactsAPI):
-    async def upload(self, model: str, version: str, path: str, *, progress: ProgressCallback | None = None,  # type: ignore[override]
-                     hash_progress: ProgressCallback | None = None, chunk_size: int = transfer.CHUNK) -> Artifact:
+    async def upload(  # type: ignore[override]
+        self, model: str, version: str, path: str, *, progress: ProgressCallback | None = None,
+        hash_progress: ProgressCallback | None = None, chunk_size: int = transfer.CHUNK,
+    ) -> Artifact:
         size = transfer.file_size(path)
         # Hashing reads the whole file: off the event loop.
         digest = await asyncio.to_thread(transfer.sha256_of, path, progress=hash_progress, chunk_size=chunk_size)
@@ -55,8 +57,10 @@ class AsyncArtifactsAPI(ArtifactsAPI):
         return await self._c.json("PUT", f"/models/{segment(model)}/versions/{segment(version)}/artifact",
                                   content=body(), headers=headers, timeout=httpx.Timeout(300.0, connect=10.0))
 
-    async def download(self, model: str, version: str | None = None, *, dest: str | None = None,  # type: ignore[override]
-                       progress: ProgressCallback | None = None, chunk_size: int = transfer.CHUNK) -> Downloaded:
+    async def download(  # type: ignore[override]
+        self, model: str, version: str | None = None, *, dest: str | None = None,
+        progress: ProgressCallback | None = None, chunk_size: int = transfer.CHUNK,
+    ) -> Downloaded:
         link = await self.link(model, version)
         url = link["download_url"]
         if url.startswith("/"):
