@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class _LookUpFirst(Exception):
+    """The model row is not in the projection (yet): leave the transaction and resolve it first."""
+
+
 class LinkGone(Gone):
     """A download link that was genuine but has expired."""
 
@@ -258,11 +262,27 @@ class VersionHandlers:
     async def create(self, model_ref: str, cmd: domain.Creation, caller: Caller) -> tuple[VersionView, bool]:
         """The new version and True; or, when ``lineage.training_job_id`` already made a version of this
         model (a retried training job), that version and False, with no second event."""
-        model = await self.model(model_ref)
+        ref = parse_ref(model_ref)
+        # by id, the model row is found and locked in one statement inside the transaction; by name,
+        # or when the row is not projected yet (the registry is asked then), it is looked up first
+        try:
+            return await self._create(ref, None if isinstance(ref, UUID) else await self.model(model_ref), cmd, caller)
+        except _LookUpFirst:
+            return await self._create(ref, await self.model(model_ref), cmd, caller)
+
+    async def _create(
+        self, ref: UUID | str, model: ModelRow | None, cmd: domain.Creation, caller: Caller
+    ) -> tuple[VersionView, bool]:
         released: list[tuple[str, str]] = []
         try:
             async with self._uow(caller) as uow:
-                locked = await self._locked_model(uow, model)  # serialises creates of one model
+                if model is None:
+                    locked = await store.lock_model(uow.conn, ref)  # type: ignore[arg-type]
+                    if locked is None or locked.deleted:
+                        raise _LookUpFirst
+                    model = locked
+                else:
+                    locked = await self._locked_model(uow, model)  # serialises creates of one model
                 job = cmd.lineage.training_job_id
                 if job is not None:
                     made = await store.get_by_training_job(uow.conn, model.id, job)
