@@ -102,12 +102,19 @@ async def measure(api: httpx.AsyncClient, rounds: int) -> list[Result]:
             per_query[label].append(time.perf_counter() - t0)
             response.raise_for_status()
             totals[label] = response.json()["total"]
+    baseline = []  # the same hop to another service, for scale: the registry's model list
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        (await api.get("/api/v1/models", params={"page_size": 20})).raise_for_status()
+        baseline.append(time.perf_counter() - t0)
     everything = [x for values in per_query.values() for x in values]
     results = [Result("search, 100k models: all queries (1 client)", "req/s", len(everything) / sum(everything),
                       summary(everything))]
     for label, values in per_query.items():
         results.append(Result(f"search: {label} ({totals[label]} hits)", "req/s", len(values) / sum(values),
                               summary(values)))
+    results.append(Result("baseline: GET /api/v1/models?page_size=20 (registry)", "req/s",
+                          len(baseline) / sum(baseline), summary(baseline)))
     return results
 
 

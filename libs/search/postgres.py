@@ -74,7 +74,9 @@ class PostgresSearchIndex:
             " status = EXCLUDED.status, metrics = EXCLUDED.metrics, version_tags = EXCLUDED.version_tags,"
             " tag_terms = EXCLUDED.tag_terms, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,"
             " tsv = EXCLUDED.tsv"
+            " RETURNING (xmax = 0) AS inserted"  # xmax is 0 on a freshly inserted row, set on an updated one
         )
+        self._add_sql = f"UPDATE {s}.stats SET documents = documents + $1"
         self._clear_metrics_sql = f"DELETE FROM {s}.metric_values WHERE model_id = ANY($1::uuid[])"
         self._metrics_sql = (
             f"INSERT INTO {s}.metric_values (model_id, metric, value)"
@@ -119,20 +121,26 @@ class PostgresSearchIndex:
             return
         rows = [_row(d) for d in documents]
         async with self._pool().acquire() as conn, conn.transaction():
-            await conn.execute(self._upsert_sql, rows)
+            written = await conn.fetch(self._upsert_sql, rows)
+            await conn.execute(self._add_sql, sum(1 for r in written if r["inserted"]))
             await conn.execute(self._clear_metrics_sql, [d.model_id for d in documents])
             await conn.execute(self._metrics_sql, rows)
             await conn.execute(self._words_sql, [d.model_id for d in documents])
 
     async def delete(self, model_ids: Sequence[UUID]) -> None:
-        if model_ids:
-            await self._pool().execute(self._delete_sql, list(model_ids))
+        if not model_ids:
+            return
+        async with self._pool().acquire() as conn, conn.transaction():
+            status = await conn.execute(self._delete_sql, list(model_ids))
+            await conn.execute(self._add_sql, -int(status.split()[-1]))
 
     async def clear(self) -> None:
-        await self._pool().execute(f"TRUNCATE {self.schema}.metric_values, {self.schema}.documents, {self.schema}.words")
+        async with self._pool().acquire() as conn, conn.transaction():
+            await conn.execute(f"TRUNCATE {self.schema}.metric_values, {self.schema}.documents, {self.schema}.words")
+            await conn.execute(f"UPDATE {self.schema}.stats SET documents = 0")
 
     async def count(self) -> int:
-        return await self._pool().fetchval(f"SELECT count(*) FROM {self.schema}.documents")
+        return await self._pool().fetchval(f"SELECT documents FROM {self.schema}.stats")
 
     async def ready(self) -> str:
         try:
@@ -150,7 +158,8 @@ class PostgresSearchIndex:
                 return SearchPage(total=0, hits=[])
         where, params = self._where(query, text_query)
         direction = "ASC" if query.order == "asc" else "DESC"
-        count_sql = f"SELECT count(*) FROM {self.schema}.documents d WHERE {where}"
+        count_sql = (f"SELECT count(*) FROM {self.schema}.documents d WHERE {where}" if where != "TRUE"
+                     else f"SELECT documents FROM {self.schema}.stats")
         if query.sorts_by_metric:
             return await self._by_metric(pool, query, text_query, where, params, count_sql, direction)
         score, extra = _score(text_query, len(params) + 1)
@@ -163,11 +172,20 @@ class PostgresSearchIndex:
         picked = ", ".join(k for k in keys if k != "score")
         order = ", ".join(f"{k} {direction}" for k in keys)
         outer = ", ".join(f"top.{k.split('.')[-1]} {direction}" for k in keys)
-        page_sql = (f"WITH top AS (SELECT {picked}, {score} AS score FROM {self.schema}.documents d WHERE {where}"
-                    f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2})"
-                    f" SELECT d.*, top.score FROM top JOIN {self.schema}.documents d USING (model_id) ORDER BY {outer}")
-        rows, total = await asyncio.gather(pool.fetch(page_sql, *params, *extra, query.page_size, query.offset),
-                                           pool.fetchval(count_sql, *params))
+        if keys[0] == "score":
+            # ranking reads every match anyway: count them in the same pass instead of a second scan
+            page_sql = (f"WITH top AS (SELECT {picked}, {score} AS score, count(*) OVER () AS total"
+                        f" FROM {self.schema}.documents d WHERE {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2})"
+                        f" SELECT d.*, top.score, top.total FROM top JOIN {self.schema}.documents d USING (model_id)"
+                        f" ORDER BY {outer}")
+            rows = await pool.fetch(page_sql, *params, *extra, query.page_size, query.offset)
+            total = rows[0]["total"] if rows else await pool.fetchval(count_sql, *params)
+        else:
+            page_sql = (f"WITH top AS (SELECT {picked}, {score} AS score FROM {self.schema}.documents d WHERE {where}"
+                        f" ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2})"
+                        f" SELECT d.*, top.score FROM top JOIN {self.schema}.documents d USING (model_id) ORDER BY {outer}")
+            rows, total = await asyncio.gather(pool.fetch(page_sql, *params, *extra, query.page_size, query.offset),
+                                               pool.fetchval(count_sql, *params))
         return SearchPage(total=total, hits=[SearchHit(_document(r), float(r["score"])) for r in rows])
 
     async def _by_metric(self, pool: asyncpg.Pool, query: SearchQuery, text_query: tuple[str, str] | None,
