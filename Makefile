@@ -6,6 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+MLFLOW_VENV := .venv-mlflow
 
 .PHONY: install run test test-fast proto bench bench-mlflow clean help
 
@@ -32,11 +33,12 @@ test-fast: install
 proto: install
 	$(BIN)/python -m libs.events.codegen
 
-bench: install
+# every scenario on Cairn alone, then the side-by-side table against OSS MLflow on the same Postgres
+bench: install $(MLFLOW_VENV)/.installed-stamp
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.mlflow_compare
 
 # OSS MLflow in its own venv (its pins would fight ours), then Cairn and MLflow side by side on one Postgres
-MLFLOW_VENV := .venv-mlflow
 $(MLFLOW_VENV)/.installed-stamp:
 	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
 	$(MLFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "mlflow==3.17.*" psycopg2-binary
