@@ -178,7 +178,21 @@ async def test_dashboards_in_a_real_browser(stack, seeded):
         assert await page.evaluate(count("#model-jobs tbody tr")) == 2
         assert await page.evaluate(count("#metric-trend circle.pt")) == 3  # accuracy of each version
         assert "hand-tuned thresholds" in await page.evaluate(text(f"#timeline [data-version='{seeded.manual}']"))
+        # the two runs side by side: epochs is the setting that differs, one of them is marked best
+        assert await page.evaluate(count("#experiments tbody tr")) == 2
+        headers = await page.evaluate("[...document.querySelectorAll('#experiments th')].map(e => e.textContent)")
+        assert headers[:2] == ["Run", "epochs"], headers
+        assert await page.evaluate(count("#experiments .badge-best")) == 1
         await page.screenshot(shots / "model.png")
+
+        # the overview compares every model on a metric, from the search index (once it has caught up)
+        async def indexed():
+            found = await api.get("/api/v1/models/search", params={"q": seeded.name, "metric": "accuracy>=0"})
+            return found.status_code == 200 and any(m["name"] == seeded.name for m in found.json()["models"])
+
+        await eventually(indexed, timeout=120, interval=0.5)
+        await show(page, "#/", f"{text('#leaderboard')}.includes({json.dumps(seeded.name + '@')})")
+        await page.screenshot(shots / "overview-leaderboard.png")
 
         # compare the two trained versions once the evaluation service has measured both
         for version in (seeded.first, seeded.second):

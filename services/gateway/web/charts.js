@@ -106,3 +106,24 @@ export function pairedBars(rows, { labelA = "A", labelB = "B", width = 1180 } = 
   return h("figure", { class: "chart-box" }, svg,
     h("div", { class: "legend" }, h("span", { class: "key bar-a" }, labelA), h("span", { class: "key bar-b" }, labelB)));
 }
+
+// rows: [{label, value, href}] as horizontal bars on one scale (one metric across models).
+export function bars(rows, { width = 640, format = num } = {}) {
+  const rowH = 26;
+  const left = 190;
+  const right = 90;
+  const max = Math.max(...rows.map((r) => Math.abs(r.value)), 0) || 1;
+  const svg = s("svg", { class: "chart bar-chart single", viewBox: `0 0 ${width} ${rows.length * rowH + 8}`, role: "img", "aria-label": "bars" });
+  rows.forEach((row, i) => {
+    const y = 4 + i * rowH;
+    const length = Math.max(1, (Math.abs(row.value) / max) * (width - left - right));
+    const label = s("text", { x: left - 8, y: y + 15, "text-anchor": "end", class: "metric-name" }, row.label);
+    const g = s("g", { class: "bar-row", "data-label": row.label });
+    g.append(row.href ? s("a", { href: row.href }, label) : label);
+    g.append(s("rect", { class: `bar series-bar${i === 0 ? " better" : ""}`, x: left, y: y + 3, width: length.toFixed(1), height: 16, rx: 3 },
+      s("title", null, `${row.label}: ${format(row.value)}`)));
+    g.append(s("text", { x: left + length + 6, y: y + 15, class: "bar-value" }, format(row.value)));
+    svg.append(g);
+  });
+  return h("figure", { class: "chart-box" }, svg);
+}

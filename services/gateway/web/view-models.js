@@ -85,6 +85,7 @@ export async function modelView(main, [ref], _query, signal) {
       aliases.length ? h("div", { id: "aliases" }, aliases.map((a) => h("span", { class: "chip alias" }, `${a.alias} → ${a.version}`)))
         : empty("No aliases."))));
 
+  append(main, experiments(model, jobs.jobs));
   append(main, metricTrend(versions));
   append(main, timeline(model, versions, stageOf, environments));
   append(main, h("div", { class: "grid-2" },
@@ -175,4 +176,36 @@ function timeline(model, versions, stageOf, environments) {
           v.lineage?.parent_version ? ` · from ${v.lineage.parent_version}` : null)));
   }));
   return append(box, h("div", { class: "toolbar" }, compare), list);
+}
+
+// Training runs side by side (seed 000's experiment record): only the hyperparameters that differ
+// between runs are columns, so what changed and what it gave are read on one line; the best run by
+// validation accuracy (else lowest validation loss) is marked.
+function experiments(model, jobs) {
+  const box = section("Experiments");
+  const runs = jobs.filter((j) => j.state === "succeeded" && j.result);
+  if (!runs.length) return append(box, empty("No finished training run yet."));
+  const keys = [...new Set(runs.flatMap((j) => Object.keys(j.spec?.hyperparameters || {})))].sort();
+  const shown = (j, k) => JSON.stringify(j.spec?.hyperparameters?.[k] ?? null);
+  const varying = keys.filter((k) => new Set(runs.map((j) => shown(j, k))).size > 1);
+  if (new Set(runs.map((j) => j.spec?.dataset)).size > 1) varying.unshift("dataset");
+  const metricOf = (j, name) => j.result.metrics?.[name];
+  const byAccuracy = runs.some((j) => typeof metricOf(j, "val_accuracy") === "number");
+  // highest validation accuracy, ties broken by the lower validation loss
+  const score = (j) => [byAccuracy ? metricOf(j, "val_accuracy") ?? -Infinity : 0, -(metricOf(j, "val_loss") ?? Infinity)];
+  const better = (x, y) => x[0] > y[0] || (x[0] === y[0] && x[1] > y[1]);
+  const best = runs.reduce((a, b) => (better(score(b), score(a)) ? b : a));
+  const value = (j, k) => (k === "dataset" ? j.spec?.dataset : j.spec?.hyperparameters?.[k]);
+  return append(box,
+    h("p", { class: "muted" }, varying.length ? `${runs.length} runs; columns are the settings that differ between them.`
+      : `${runs.length} run${runs.length === 1 ? "" : "s"} with the same settings.`),
+    table(["Run", ...varying, "Epochs run", "Val accuracy", "Val loss", "Duration", "Version"],
+      runs.map((j) => h("tr", { class: j === best ? "best" : null, "data-job": j.job_id },
+        h("td", null, link(j.job_id.slice(0, 8), route("jobs", j.job_id)), j === best ? h("span", { class: "badge badge-best", title: byAccuracy ? "highest validation accuracy" : "lowest validation loss" }, "best") : null),
+        varying.map((k) => h("td", null, h("code", null, typeof value(j, k) === "object" ? JSON.stringify(value(j, k)) : String(value(j, k) ?? "—")))),
+        h("td", null, j.result.epochs_run != null ? `${j.result.epochs_run}${j.result.stopped_early ? " (early stop)" : ""}` : "—"),
+        h("td", null, num(metricOf(j, "val_accuracy"))), h("td", null, num(metricOf(j, "val_loss"))),
+        h("td", null, typeof j.result.duration_s === "number" ? `${num(j.result.duration_s, 3)} s` : "—"),
+        h("td", null, j.result.version ? h("code", null, j.result.version) : "—"))),
+      { id: "experiments" }));
 }

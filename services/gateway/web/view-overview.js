@@ -1,6 +1,7 @@
 // Overview: how many models, the newest ones, what is live where, training jobs, recent audit events.
 import { api, apiOr } from "./api.js";
-import { ago, append, badge, empty, h, link, num, route, section, table, when } from "./dom.js";
+import { bars } from "./charts.js";
+import { ago, append, badge, clear, empty, h, link, num, route, section, table, when } from "./dom.js";
 
 const RECENT = 12;
 const ENVIRONMENTS = ["production", "staging"];
@@ -35,6 +36,7 @@ export async function overviewView(main, _params, _query, signal) {
         h("td", { title: when(l.updated_at) }, ago(l.updated_at)))), { id: "live-versions" })
       : empty("Nothing is live yet among the recent models."))));
 
+  append(main, leaderboard(signal));
   append(main, h("div", { class: "grid-2" },
     section("Training jobs", jobs.length ? table(["Model", "Job", "State", "Epoch", "Result", "Created"],
       jobs.slice(0, 12).map(({ model, job }) => h("tr", null,
@@ -78,4 +80,34 @@ async function recentJobs(models, signal) {
     return page.jobs.map((job) => ({ model, job }));
   }));
   return pages.flat().sort((a, b) => (a.job.created_at < b.job.created_at ? 1 : -1));
+}
+
+const BOARD_METRICS = ["accuracy", "f1_macro", "latency_p99_ms", "throughput_per_s", "parameters", "size_bytes", "flops"];
+const LOWER_IS_BETTER = new Set(["latency_p50_ms", "latency_p99_ms", "loss", "parameters", "size_bytes", "flops"]);
+
+// Every model on one metric, by its representative version (the one in production, else the newest),
+// from the search index; absent when search is not available to this key.
+function leaderboard(signal) {
+  const select = h("select", { "aria-label": "leaderboard metric" }, BOARD_METRICS.map((m) => h("option", { value: m }, m)));
+  const holder = h("div", { id: "leaderboard" });
+  const box = section("Models compared", h("label", { class: "inline" }, "Metric ", select), holder);
+  const draw = async () => {
+    const metric = select.value;
+    const order = LOWER_IS_BETTER.has(metric) ? "asc" : "desc";
+    let found;
+    try {
+      found = await api("/models/search", { query: { sort_by: metric, order, metric: `${metric}>=0`, page_size: 15 }, signal });
+    } catch (error) {
+      if (signal.aborted) return;
+      clear(holder).append(empty(`The search service did not answer (${error.message}).`));
+      return;
+    }
+    const rows = found.models.filter((m) => typeof m.metrics?.[metric] === "number")
+      .map((m) => ({ label: `${m.name}@${m.version}`, value: m.metrics[metric], href: route("models", m.name) }));
+    clear(holder).append(rows.length ? bars(rows, { width: 1180 }) : empty(`No model has ${metric} yet.`),
+      h("p", { class: "muted small" }, `${order === "asc" ? "Lower" : "Higher"} is better; each model by its production version, else its newest.`));
+  };
+  select.addEventListener("change", draw);
+  draw();
+  return box;
 }
