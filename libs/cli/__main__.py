@@ -5,6 +5,8 @@
     cairn push digits-cnn 1.0.0 weights.pt         # progress bar, sha256 checked by the server
     cairn pull digits-cnn -o weights.pt            # progress bar, sha256 checked here
     cairn train digits-cnn --dataset digits --epochs 5 --follow
+    cairn grants add digits-cnn alice write --expires-in 30d
+    cairn keys create ci-bot --role editor --team ml   # the new token, once, on stdout
 
 The gateway and key come from ``--url`` / ``CAIRN_URL`` and ``CAIRN_API_KEY`` (``--api-key`` exists but
 leaves the key in your shell history). ``--json`` prints machine-readable JSON on stdout; progress and
@@ -14,13 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence, TextIO
 
 from libs.cli.output import as_json, record, table
 from libs.cli.progress import ProgressBar
-from libs.sdk import Cairn, CairnAPIError, CairnError
+from libs.sdk import Cairn, CairnAPIError, CairnError, Secret
 
 Render = Callable[[Any, TextIO], None]
 
@@ -64,6 +68,26 @@ def _json_arg(text: str | None, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{what} is not valid JSON: {exc}") from None
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _duration(text: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90m, 12h, 30d or 2w, got {text!r}")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def _expiry(args: argparse.Namespace) -> datetime | str | None:
+    """--expires-at (RFC 3339, with its offset; the server checks it) or --expires-in (from now)."""
+    if args.expires_at and args.expires_in:
+        raise argparse.ArgumentTypeError("give --expires-at or --expires-in, not both")
+    if args.expires_in:
+        return datetime.now(timezone.utc) + args.expires_in
+    return args.expires_at
 
 
 def _ref(text: str) -> tuple[str, str]:
@@ -387,7 +411,103 @@ def _looks_like_uuid(text: str) -> bool:
 
 
 def whoami(ctx: Context):
-    return ctx.cairn.me(), _fields(("key_id", "name", "role", "permissions"))
+    return ctx.cairn.me(), _fields(("key_id", "name", "role", "team", "expires_at", "permissions"))
+
+
+# -- grants and keys ----------------------------------------------------------------------------
+
+GRANT_COLUMNS = ("grant_id", "principal", "permission", "expires_at", "granted_by", "granted_at")
+KEY_FIELDS = ("key_id", "name", "role", "team", "expires_at", "previous_valid_until")
+
+
+def grants_add(ctx: Context):
+    a = ctx.args
+    grant = ctx.cairn.permissions.grant(a.model, a.principal, a.permission, expires_at=_expiry(a))
+    return grant, _message(lambda g: f"granted {g['permission']} on {g.get('model_name') or a.model} to "
+                                     f"{g['principal']}" + (f" until {g['expires_at']}" if g.get("expires_at") else "")
+                                     + f" (grant {g['grant_id']})")
+
+
+def grants_rm(ctx: Context):
+    a = ctx.args
+    if a.permission is None:  # one argument: a grant id
+        ctx.cairn.permissions.revoke(a.model, a.target, reason=a.reason)
+        what = f"grant {a.target}"
+    else:
+        ctx.cairn.permissions.revoke(a.model, principal=a.target, permission=a.permission, reason=a.reason)
+        what = f"{a.permission} of {a.target}"
+    return {"revoked": what, "model": a.model}, _message(lambda v: f"revoked {v['revoked']} on {v['model']}")
+
+
+def grants_list(ctx: Context):
+    a = ctx.args
+    grants = ctx.cairn.permissions.list(a.model, a.principal, include_inactive=a.all)
+    return grants, _rows(None, GRANT_COLUMNS + (("active",) if a.all else ()))
+
+
+def grants_mine(ctx: Context):
+    a = ctx.args
+    grants = ctx.cairn.permissions.mine(a.principal, include_inactive=a.all)
+    return grants, _rows(None, ("model_name",) + GRANT_COLUMNS[1:4] + (("active",) if a.all else ()))
+
+
+def grants_check(ctx: Context):
+    """Exit code 0 when allowed, 1 when not: usable in scripts (``cairn grants check m write && ...``)."""
+    a = ctx.args
+    result = ctx.cairn.permissions.check(a.model, a.permission, a.principal)
+    if not result.get("allowed"):
+        ctx.exit_code = 1
+
+    def text(v: dict) -> str:
+        who = f"{v['principal']} on {v['model_name']}"
+        if not v.get("allowed"):
+            return f"denied: {who} does not hold {v['permission']}" + (f" ({v['reason']})" if v.get("reason") else "")
+        until = f" until {v['expires_at']}" if v.get("expires_at") else ""
+        return f"allowed: {who} holds {v['permission']} via {v.get('via')}{until}"
+    return result, _message(text)
+
+
+def keys_create(ctx: Context):
+    a = ctx.args
+    created = ctx.cairn.keys.create(a.name, a.role, team=a.team, expires_at=_expiry(a))
+    ctx.err.write("store the token now: it is not shown again\n")
+    return _revealed(created), _with_token
+
+
+def keys_list(ctx: Context):
+    keys = ctx.cairn.keys.list()
+    if ctx.args.status:
+        keys = [k for k in keys if k.get("status") == ctx.args.status]
+    return keys, _rows(None, ("key_id", "name", "role", "team", "status", "expires_at", "rotated_at", "created_by"))
+
+
+def keys_revoke(ctx: Context):
+    ctx.cairn.keys.revoke(ctx.args.key_id)
+    return {"revoked": ctx.args.key_id}, _message(lambda v: f"revoked key {v['revoked']}")
+
+
+def keys_rotate(ctx: Context):
+    a = ctx.args
+    own = a.key_id is None or a.key_id == ctx.cairn.key_id
+    rotated = ctx.cairn.keys.rotate(a.key_id, grace_s=a.grace)
+    until = rotated.get("previous_valid_until")
+    old = f"works until {until}" if until else "no longer works"
+    ctx.err.write(f"store the token now: it is not shown again; the old one {old}"
+                  + ("; update CAIRN_API_KEY" if own else "") + "\n")
+    return _revealed(rotated), _with_token
+
+
+def _revealed(answer: dict) -> dict:
+    """The one place the CLI turns the new secret into text: the answer of create or rotate, printed once."""
+    token = answer.get("token")
+    return {**answer, "token": token.reveal() if isinstance(token, Secret) else token}
+
+
+def _with_token(value: Any, out: TextIO) -> None:
+    fields = [f for f in KEY_FIELDS if f in value]
+    record(value, fields, out)
+    # Not through record(): its cells are shortened for tables, and a token must be whole.
+    out.write(f"{'token'.ljust(max(map(len, fields)))}  {value['token']}\n")
 
 
 # -- the parser ---------------------------------------------------------------------------------
@@ -581,7 +701,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--verify", action="store_true", help="recompute the hash chain instead")
     cmd(sub, "whoami", whoami, "the calling key's name, role and permissions")
+    _grant_commands(sub, cmd)
+    _key_commands(sub, cmd)
     return parser
+
+
+def _expiry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expires-at", help="RFC 3339 with an offset, e.g. 2027-01-31T00:00:00Z")
+    p.add_argument("--expires-in", type=_duration, metavar="DURATION", help="from now: 90m, 12h, 30d, 2w")
+
+
+def _grant_commands(sub, cmd) -> None:
+    levels = ("read", "write", "publish", "admin")
+    grants = sub.add_parser("grants", help="per-model permissions: add, rm, list, check, mine").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    p = cmd(grants, "add", grants_add, "grant a key name or team:<team> a level on a model (or renew it)")
+    p.add_argument("model")
+    p.add_argument("principal", help="a key name, or team:<team>")
+    p.add_argument("permission", choices=levels, help="admin > publish > write > read")
+    _expiry_options(p)
+    p = cmd(grants, "rm", grants_rm, "revoke a grant: GRANT_ID, or PRINCIPAL PERMISSION")
+    p.add_argument("model")
+    p.add_argument("target", metavar="GRANT_ID|PRINCIPAL")
+    p.add_argument("permission", nargs="?", choices=levels)
+    p.add_argument("--reason")
+    p = cmd(grants, "list", grants_list, "who holds what on a model (besides roles and the owner)")
+    p.add_argument("model")
+    p.add_argument("--principal")
+    p.add_argument("--all", action="store_true", help="also revoked and expired grants")
+    p = cmd(grants, "check", grants_check, "does the caller (or --principal) hold PERMISSION? exit 0 if so, 1 if not")
+    p.add_argument("model")
+    p.add_argument("permission", choices=levels)
+    p.add_argument("--principal", help="another key name or team:<team> (needs admin on the model)")
+    p = cmd(grants, "mine", grants_mine, "your grants across models (another principal's: global admins)")
+    p.add_argument("--principal")
+    p.add_argument("--all", action="store_true", help="also revoked and expired grants")
+
+
+def _key_commands(sub, cmd) -> None:
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke, rotate").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    p = cmd(keys, "create", keys_create, "issue an API key (its token is printed once)")
+    p.add_argument("name", help="who uses it: the principal of grants and the actor in events")
+    p.add_argument("--role", required=True, choices=("guest", "viewer", "editor", "auditor", "admin"))
+    p.add_argument("--team")
+    _expiry_options(p)
+    p = cmd(keys, "list", keys_list, "every key and its status (never a secret)")
+    p.add_argument("--status", choices=("active", "expired", "revoked"))
+    p = cmd(keys, "revoke", keys_revoke, "revoke a key")
+    p.add_argument("key_id")
+    p = cmd(keys, "rotate", keys_rotate, "a new secret for a key (default: your own), printed once")
+    p.add_argument("key_id", nargs="?")
+    p.add_argument("--grace", type=int, default=0, metavar="SECONDS", help="the old secret keeps working this long")
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

@@ -2,5 +2,7 @@
 from libs.sdk.aio import AsyncCairn
 from libs.sdk.client import Cairn
 from libs.sdk.errors import CairnAPIError, CairnConfigError, CairnError, CairnIntegrityError
+from libs.sdk.secret import Secret
 
-__all__ = ["AsyncCairn", "Cairn", "CairnAPIError", "CairnConfigError", "CairnError", "CairnIntegrityError"]
+__all__ = ["AsyncCairn", "Cairn", "CairnAPIError", "CairnConfigError", "CairnError", "CairnIntegrityError",
+           "Secret"]

@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Iterable
 import httpx
 
 from libs.sdk import transfer
+from libs.sdk.access import AsyncKeysAPI, PermissionsAPI
 from libs.sdk.client import (
     RETRY_STATUSES,
     backoff,
@@ -35,6 +36,7 @@ from libs.sdk.resources import (
     TrainingAPI,
     VersionsAPI,
 )
+from libs.sdk.secret import Secret, key_id_of, plain
 from libs.sdk.sse import EventParser
 from libs.sdk.types import Artifact, Downloaded, ProgressCallback, SearchPage, TrainingEvent, TrainingJob
 
@@ -136,11 +138,11 @@ class AsyncAuditAPI(AuditAPI):
 class AsyncCairn:
     """``async with AsyncCairn() as cairn: ...``; configuration as ``Cairn``."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0,
+    def __init__(self, url: str | None = None, api_key: str | Secret | None = None, *, timeout: float = 60.0,
                  retries: int = 2, transport: httpx.AsyncBaseTransport | None = None, verify: bool = True) -> None:
         self.url = base_url(url)
         self.retries = max(0, retries)
-        self._api_key = api_key if api_key is not None else os.environ.get("CAIRN_API_KEY")
+        self._api_key = plain(api_key) if api_key is not None else os.environ.get("CAIRN_API_KEY")
         self._timeout = httpx.Timeout(timeout, connect=10.0)
         self._transport, self._verify = transport, verify
         self.http = httpx.AsyncClient(base_url=self.url, headers=default_headers(self._api_key),
@@ -153,6 +155,8 @@ class AsyncCairn:
         self.training = AsyncTrainingAPI(self)  # type: ignore[arg-type]
         self.evaluation = EvaluationAPI(self)  # type: ignore[arg-type]
         self.audit = AsyncAuditAPI(self)  # type: ignore[arg-type]
+        self.permissions = PermissionsAPI(self)  # type: ignore[arg-type]
+        self.keys = AsyncKeysAPI(self)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"AsyncCairn(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
@@ -165,6 +169,15 @@ class AsyncCairn:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    @property
+    def key_id(self) -> str | None:
+        return key_id_of(self._api_key)
+
+    def use_api_key(self, api_key: str | Secret) -> None:
+        """Send another key from now on (``keys.rotate`` of this client's own key calls it)."""
+        self._api_key = plain(api_key)
+        self.http.headers["authorization"] = f"Bearer {self._api_key}"
 
     def plain_client(self, timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
         """No credentials: for signed or presigned links (see ``Cairn.plain_client``)."""

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from libs.sdk.access import KeysAPI, PermissionsAPI
 from libs.sdk.errors import CairnAPIError, CairnConfigError
 from libs.sdk.resources import (
     ArtifactsAPI,
@@ -28,6 +29,7 @@ from libs.sdk.resources import (
     TrainingAPI,
     VersionsAPI,
 )
+from libs.sdk.secret import Secret, key_id_of, plain
 from libs.sdk.types import SearchPage
 
 DEFAULT_URL = "http://127.0.0.1:8080"  # where `make run` puts the gateway
@@ -49,11 +51,11 @@ def segment(value: str) -> str:
 class Cairn:
     """The client. ``url`` and ``api_key`` default to ``CAIRN_URL`` and ``CAIRN_API_KEY``."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0,
+    def __init__(self, url: str | None = None, api_key: str | Secret | None = None, *, timeout: float = 60.0,
                  retries: int = 2, transport: httpx.BaseTransport | None = None, verify: bool = True) -> None:
         base = self.url = base_url(url)
         self.retries = max(0, retries)
-        self._api_key = api_key if api_key is not None else os.environ.get("CAIRN_API_KEY")
+        self._api_key = plain(api_key) if api_key is not None else os.environ.get("CAIRN_API_KEY")
         headers = default_headers(self._api_key)
         self._timeout = httpx.Timeout(timeout, connect=10.0)
         self._verify = verify
@@ -67,6 +69,8 @@ class Cairn:
         self.training = TrainingAPI(self)
         self.evaluation = EvaluationAPI(self)
         self.audit = AuditAPI(self)
+        self.permissions = PermissionsAPI(self)
+        self.keys = KeysAPI(self)
 
     def __repr__(self) -> str:
         return f"Cairn(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
@@ -83,6 +87,16 @@ class Cairn:
     @property
     def has_api_key(self) -> bool:
         return bool(self._api_key)
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key this client sends (not secret), or None."""
+        return key_id_of(self._api_key)
+
+    def use_api_key(self, api_key: str | Secret) -> None:
+        """Send another key from now on (``keys.rotate`` of this client's own key calls it)."""
+        self._api_key = plain(api_key)
+        self.http.headers["authorization"] = f"Bearer {self._api_key}"
 
     def plain_client(self, timeout: httpx.Timeout | None = None) -> httpx.Client:
         """A client with no credentials, for links that carry their own authorisation (signed or presigned

@@ -140,3 +140,58 @@ class SearchPage(TypedDict):
     page: int
     page_size: int
     models: list[dict[str, Any]]
+
+
+class Grant(TypedDict, total=False):
+    """A permission on one model held by a key name or ``team:<team>``; revoked and expired grants stay
+    as history (``active`` false)."""
+
+    grant_id: str
+    model_id: str
+    model_name: str | None
+    principal: str
+    permission: str  # read, write, publish or admin (each implies the ones before it)
+    granted_by: str
+    granted_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+    active: bool
+
+
+class AccessCheck(TypedDict, total=False):
+    model_id: str
+    model_name: str
+    principal: str
+    permission: str
+    allowed: bool
+    via: str | None  # role, owner, grant or team grant
+    grant_id: str | None
+    expires_at: str | None
+    reason: str
+
+
+class ApiKey(TypedDict, total=False):
+    key_id: str
+    name: str
+    role: str
+    team: str | None
+    created_by: str
+    created_at: str
+    expires_at: str | None
+    rotated_at: str | None
+    revoked_at: str | None
+    status: str  # active, expired or revoked
+
+
+class KeyCreated(TypedDict, total=False):
+    """A new key, or a rotated one (then with ``previous_valid_until``). ``token`` is a ``Secret``: the
+    server shows it once; ``token.reveal()`` gives it, printing the answer does not."""
+
+    key_id: str
+    name: str
+    role: str
+    team: str | None
+    expires_at: str | None
+    token: Any  # libs.sdk.secret.Secret
+    previous_valid_until: str | None

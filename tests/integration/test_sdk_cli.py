@@ -1,7 +1,8 @@
 """The Python SDK (``libs.sdk``) and the ``cairn`` CLI against a real gateway and real services
 (registry, audit, version on the folder store, lifecycle, training scheduler, search indexer) on loopback
 ports, with real Postgres, Kafka and Redis. The SDK is synchronous, so tests call it in a thread while
-the in-process servers keep the event loop."""
+the in-process servers keep the event loop. The SDK against a fake transport (no servers):
+tests/unit/test_sdk_client.py; grants and keys: test_sdk_permissions.py."""
 from __future__ import annotations
 
 import asyncio
@@ -259,30 +260,6 @@ async def test_a_corrupted_artifact_is_never_saved(stack, tmp_path, size):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
 
 
-def test_the_sdk_checks_downloaded_bytes_itself(tmp_path):
-    """Defence in depth against a link that serves other bytes than the registry recorded (a stale
-    cache, a wrong presigned object): the SDK hashes what arrives and refuses to save it."""
-    import httpx
-
-    recorded = b"the weights the registry recorded"
-    served = b"something else of the same size!!"
-    assert len(served) == len(recorded)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/v1/models/m/download":
-            return httpx.Response(200, json={
-                "model_id": str(uuid.uuid4()), "version": "1.0.0", "download_url": "https://objects.test/blob",
-                "expires_at": "2030-01-01T00:00:00Z", "sha256": hashlib.sha256(recorded).hexdigest(),
-                "size": len(recorded), "filename": "m-1.0.0.bin"})
-        assert "authorization" not in request.headers, "the API key must not travel to the link's host"
-        return httpx.Response(200, content=served)
-
-    with Cairn("http://gateway.test", "cairn_k_secret", transport=httpx.MockTransport(handler)) as cairn:
-        with pytest.raises(CairnIntegrityError, match="does not match"):
-            cairn.artifacts.download("m", dest=str(tmp_path))
-    assert list(tmp_path.iterdir()) == []
-
-
 async def test_upload_of_a_file_that_changed_after_hashing_is_refused(stack, tmp_path):
     """The sha256 travels as X-Content-SHA256: the server refuses bytes that do not match it."""
     path, _ = weights_file(tmp_path, size=200_000)
@@ -486,70 +463,3 @@ async def test_search_and_audit_through_the_sdk_and_cli(stack):
     assert code == 0 and {e["model_id"] for e in json.loads(out)["entries"]} == {model["model_id"]}
     code, out, err = await stack.cli("audit", "--model-id", model["model_id"])  # an editor may not read it
     assert code == 1 and "403" in err
-
-
-def test_safe_requests_are_retried_and_creates_carry_one_idempotency_key():
-    """A create gets an Idempotency-Key of its own, so retrying it after a lost answer cannot create twice;
-    the same key is sent on every attempt. A rate-limited request waits as long as the server asks."""
-    import httpx
-
-    seen: list[tuple[str, str | None]] = []
-    answers = iter([
-        httpx.ConnectError("gateway restarting"),
-        httpx.Response(503, json={"type": "https://cairn.dev/problems/upstream_unavailable", "title": "Unavailable",
-                                  "status": 503, "detail": "the registry service is not reachable"}),
-        httpx.Response(201, json={"model_id": str(uuid.uuid4()), "name": "m"}),
-        httpx.Response(429, headers={"retry-after": "0"}, json={"title": "Too many requests", "status": 429}),
-        httpx.Response(200, json={"total": 0, "page": 1, "page_size": 20, "models": []}),
-    ])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.method, request.headers.get("idempotency-key")))
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    with Cairn("http://gateway.test", "cairn_k_secret", transport=httpx.MockTransport(handler)) as cairn:
-        assert cairn.models.register("m", "classification")["name"] == "m"
-        assert cairn.models.list()["total"] == 0
-    keys = {key for method, key in seen[:3]}
-    assert [m for m, _ in seen] == ["POST", "POST", "POST", "GET", "GET"]
-    assert len(keys) == 1 and None not in keys
-
-
-def test_a_post_without_an_idempotency_key_is_not_repeated():
-    import httpx
-
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(503, json={"title": "Service unavailable", "status": 503, "detail": "try again"})
-
-    with Cairn("http://gateway.test", "cairn_k_secret", transport=httpx.MockTransport(handler)) as cairn:
-        with pytest.raises(CairnAPIError) as refused:
-            cairn.lifecycle.transition("m", "1.0.0", "staging")
-    assert refused.value.status == 503 and len(calls) == 1
-
-
-def test_search_on_a_gateway_without_it_and_errors_that_are_not_problems():
-    """An older gateway takes ``search`` for a model name; the SDK says what is really missing. A proxy's
-    HTML error page still becomes a CairnAPIError with its status."""
-    import httpx
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/v1/models/search":
-            return httpx.Response(404, headers={"content-type": "application/problem+json"}, json={
-                "type": "https://cairn.dev/problems/not_found", "title": "Not found", "status": 404,
-                "code": "not_found", "detail": "model 'search' not found", "instance": "/api/v1/models/search"})
-        return httpx.Response(502, headers={"content-type": "text/html"}, text="<html>Bad gateway</html>")
-
-    with Cairn("http://gateway.test", "cairn_k_secret", retries=0, transport=httpx.MockTransport(handler)) as cairn:
-        with pytest.raises(CairnAPIError, match="Search not available") as missing:
-            cairn.search("bert")
-        with pytest.raises(CairnAPIError) as proxied:
-            cairn.models.get("m")
-    assert missing.value.status == 404 and "GET /api/v1/models/search" in missing.value.detail
-    assert proxied.value.status == 502 and "Bad gateway" in proxied.value.detail
-    assert "secret" not in repr(cairn) and repr(cairn).endswith("api_key=set)")
