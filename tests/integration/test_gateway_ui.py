@@ -4,11 +4,17 @@ These need no infrastructure: the gateway app answers them before any dependency
 app is driven in-process without its lifespan."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 
 import httpx
 import pytest
+import uvicorn
 from fastapi.routing import APIRoute
+
+from libs.stack.procs import free_port
+from tests.support.browser import chromium
 
 from libs.kit.security_headers import HTML_CSP, with_security_headers
 from services.gateway.app import create_app
@@ -123,3 +129,71 @@ def test_a_response_keeps_its_own_stricter_policy():
     plain = dict(with_security_headers([(b"content-type", b"application/json")]))
     assert plain == {b"content-type": b"application/json", b"x-content-type-options": b"nosniff"}
     assert HTML_CSP.count("'self'") >= 4
+
+
+@pytest.fixture(scope="module")
+async def served_gateway(gateway_app):
+    """The gateway app on a loopback port without its lifespan: enough for the static files in a browser."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(gateway_app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_config=None, access_log=False))
+    server.install_signal_handlers = lambda: None
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the gateway did not start"
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+SPLIT_STREAM = """(async () => {
+  const { serverSentEvents, session } = await import("/ui/api.js");
+  session.set("test-key");
+  // one event split across chunks, a keep-alive comment, CRLF line ends, a multi-line data field
+  const chunks = ["id: 1-0\\nevent: progress\\nda", 'ta: {"epoch": 1, "train_loss": ', "0.5}\\n\\n: keep-alive\\n\\n",
+                  "id: 2-0\\r\\nevent: note\\r\\ndata: line one\\r\\ndata: line two\\r\\n\\r\\n",
+                  'id: 3-0\\nevent: completed\\ndata: {"state": "succeeded"}\\n\\n'];
+  const seen = [];
+  window.fetch = async (url, init) => {
+    seen.push({ url, authorization: init.headers.authorization, lastEventId: init.headers["last-event-id"] ?? null });
+    const body = new ReadableStream({ start(c) { for (const x of chunks) c.enqueue(new TextEncoder().encode(x)); c.close(); } });
+    return new Response(body, { headers: { "content-type": "text/event-stream" } });
+  };
+  const events = [];
+  for await (const event of serverSentEvents("/training-jobs/j/events", { lastEventId: "0-9" })) events.push(event);
+  session.clear();
+  return { events, seen, keyInUrl: seen.some((s) => s.url.includes("test-key")) };
+})()"""
+
+CHARTS = """(async () => {
+  const { lineChart, pairedBars, ticks } = await import("/ui/charts.js");
+  const chart = lineChart([{ name: "loss", points: [[1, 0.9], [2, 0.5], [3, NaN], [4, 0.2]] }], { xLabel: "epoch" });
+  const bars = pairedBars([{ name: "accuracy", a: 0.9, b: 0.95, better: "b" }, { name: "latency", a: 3, b: 2, better: "b" }]);
+  const empty = lineChart([{ name: "loss", points: [] }]);
+  return { points: chart.querySelectorAll("circle.pt").length, ticks: ticks(0.2, 0.9),
+           bars: bars.querySelectorAll("rect.bar").length, better: bars.querySelectorAll("rect.better").length,
+           empty: empty.textContent.includes("no data yet") };
+})()"""
+
+
+async def test_in_a_browser_the_page_runs_under_its_policy_and_reads_split_server_sent_events(served_gateway):
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{served_gateway}/")
+        await page.wait_for("!document.getElementById('login').hidden")  # the module ran: CSP let it
+        result = await page.evaluate(SPLIT_STREAM)
+        assert [(e["id"], e["event"], e["data"]) for e in result["events"]] == [
+            ("1-0", "progress", {"epoch": 1, "train_loss": 0.5}),
+            ("2-0", "note", "line one\nline two"),
+            ("3-0", "completed", {"state": "succeeded"}),
+        ]
+        assert result["seen"] == [{"url": "/api/v1/training-jobs/j/events", "authorization": "Bearer test-key",
+                                   "lastEventId": "0-9"}]
+        assert not result["keyInUrl"]
+        charts = await page.evaluate(CHARTS)
+        assert charts == {"points": 3, "ticks": [0.2, 0.4, 0.6, 0.8, 1], "bars": 4, "better": 2,
+                          "empty": True}
+        assert not page.exceptions and not page.console_errors, (page.exceptions, page.console_errors)
+        assert not page.foreign_requests(), page.foreign_requests()
