@@ -48,8 +48,11 @@ async def test_models_registered_through_the_gateway_are_found_through_it(search
         assert row["model_id"] == model_id and row["name"] == name
         assert {"model_id", "name", "version", "status", "metrics", "created_at"} <= set(row)
         assert (row["version"], row["status"], row["metrics"]) == (None, None, {})
-        both = await api.get("/api/v1/models/search", params={"tag": run_tag})
-        assert both.json()["total"] == 2
+        async def both_indexed():  # the second model's event may come later (another partition)
+            response = await api.get("/api/v1/models/search", params={"tag": run_tag})
+            return response.json()["total"] == 2
+
+        await eventually(both_indexed, timeout=30)
         # /models/{model} still answers for a model by name: the search route did not swallow it
         assert (await api.get(f"/api/v1/models/{name}")).json()["model_id"] == model_id
 
