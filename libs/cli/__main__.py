@@ -488,6 +488,9 @@ def keys_revoke(ctx: Context):
 
 def keys_rotate(ctx: Context):
     a = ctx.args
+    if a.key_id is None and ctx.cairn.key_id is None:
+        raise argparse.ArgumentTypeError("give the KEY_ID to rotate (the API key in use is not a "
+                                         "cairn_<key id>_... token)")
     own = a.key_id is None or a.key_id == ctx.cairn.key_id
     rotated = ctx.cairn.keys.rotate(a.key_id, grace_s=a.grace)
     until = rotated.get("previous_valid_until")
