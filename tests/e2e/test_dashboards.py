@@ -300,3 +300,22 @@ async def test_a_viewer_sees_models_but_not_the_audit_log(stack, seeded):
         assert "403" in await page.evaluate(text("#main .error-box"))
         await show(page, f"#/models/{seeded.name}", "document.getElementById('timeline')")
         assert not page.foreign_requests() and not page.exceptions
+
+
+async def test_a_running_job_is_cancelled_from_its_page(stack, seeded):
+    async with stack.client() as api:
+        job_id = await start_training(api, seeded.model_id, epochs=500, learning_rate=0.003)
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await sign_in(page, stack.gateway, stack.token)
+            await show(page, f"#/jobs/{job_id}", "document.getElementById('cancel-form')?.hidden === false")
+            await page.evaluate("document.querySelector('#cancel-form input').value = 'wrong dataset'")
+            await page.evaluate("document.getElementById('cancel-form').requestSubmit()")
+            await page.wait_for("document.getElementById('stream-status').dataset.done === 'true'", timeout=120)
+            assert "cancelled" in await page.evaluate(text("#job-state"))
+            assert "Cancelled: wrong dataset" in await page.evaluate(text("#job-result"))
+            assert await page.evaluate("document.getElementById('cancel-form').hidden")
+            await page.screenshot(artifact_dir() / "training-job-cancelled.png")
+            assert not page.exceptions and not page.console_errors, (page.exceptions, page.console_errors)
+        job = (await api.get(f"/api/v1/training-jobs/{job_id}")).json()
+        assert (job["state"], job["cancel_reason"]) == ("cancelled", "wrong dataset")

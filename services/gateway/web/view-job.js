@@ -3,7 +3,7 @@
 // after the last event id it saw.
 import { api, serverSentEvents } from "./api.js";
 import { lineChart } from "./charts.js";
-import { append, badge, clear, empty, h, keyValues, link, num, route, section, table, when } from "./dom.js";
+import { append, badge, clear, empty, errorBox, h, keyValues, link, num, route, section, table, when } from "./dom.js";
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 const RETRY_MS = 2000;
@@ -20,6 +20,24 @@ export async function jobView(main, [jobId], _query, signal) {
   const epochsBox = h("div", { id: "epochs" });
   const resultBox = h("div", { id: "job-result" });
   const jobBox = h("div", { id: "job-details" });
+  // a queued or running job can be stopped from here (needs training:write; the API says no otherwise)
+  const cancelForm = h("form", { class: "cancel-form", id: "cancel-form" },
+    h("input", { name: "reason", placeholder: "why (optional)", maxlength: 500, "aria-label": "cancel reason" }),
+    h("button", { type: "submit", class: "danger" }, "Cancel job"));
+  const cancelOut = h("div", { id: "cancel-result" });
+  cancelForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    cancelForm.elements[1].disabled = true;
+    try {
+      state.job = await api(`/training-jobs/${encodeURIComponent(jobId)}/cancel`, { method: "POST", json: { reason: cancelForm.elements.reason.value.trim() }, signal });
+      state.status = state.job.state;
+      draw();
+    } catch (error) {
+      if (!signal.aborted) clear(cancelOut).append(errorBox(error));
+    } finally {
+      cancelForm.elements[1].disabled = false;
+    }
+  });
   const details = (j) => keyValues([
     ["Job id", h("code", null, j.job_id)], ["Model", link(model.name, route("models", model.name))],
     ["Dataset", j.spec?.dataset], ["Pool", j.pool], ["Device", j.device || "—"], ["Worker", j.worker || "—"],
@@ -34,7 +52,9 @@ export async function jobView(main, [jobId], _query, signal) {
 
   append(main,
     h("p", { class: "crumbs" }, link(model.name, route("models", model.name)), " / training job"),
-    h("h1", null, "Training job ", h("code", null, job.job_id.slice(0, 8)), " ", stateBadge),
+    h("div", { class: "title-row" }, h("h1", null, "Training job ", h("code", null, job.job_id.slice(0, 8)), " ", stateBadge),
+      h("span", { class: "spacer" }), cancelForm),
+    cancelOut,
     h("div", { class: "grid-2" },
       section("Job", jobBox),
       section("Hyperparameters", keyValues(Object.entries(job.spec?.hyperparameters || {}).map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)])),
@@ -44,6 +64,7 @@ export async function jobView(main, [jobId], _query, signal) {
 
   const draw = () => {
     clear(stateBadge).append(badge(state.status));
+    cancelForm.hidden = TERMINAL.has(state.status);
     clear(jobBox).append(details(state.job));
     const rows = [...state.epochs.values()].sort((a, b) => a.epoch - b.epoch);
     const series = (key) => rows.filter((r) => typeof r[key] === "number").map((r) => [r.epoch, r[key]]);
