@@ -64,7 +64,7 @@ class SearchSystem:
             body = await self.search(**params)
             return body if check(body) else None
 
-        return await eventually(attempt, timeout=30)
+        return await eventually(attempt, timeout=60)  # generous: the machine may be busy
 
 
 @pytest.fixture(scope="session")
