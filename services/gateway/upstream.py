@@ -23,7 +23,9 @@ from services.gateway.keys import Principal
 log = logging.getLogger(__name__)
 _PASSED_REQUEST_HEADERS = ("content-type", "if-match", "accept")
 _PASSED_RESPONSE_HEADERS = ("content-type", "etag", "location", "content-disposition", "cache-control",
-                            "repr-digest", "content-length", "x-cairn-served-from")
+                            "repr-digest", "content-length", "x-cairn-served-from",
+                            # an HTML report keeps its own policy (its inline style), not the dashboard's
+                            "content-security-policy")
 
 
 class UpstreamResponse:

@@ -112,6 +112,9 @@ async def test_a_trained_model_is_measured_promoted_by_policy_and_deployed(stack
         report = await api.post("/api/v1/models/compare", params={"format": "html"}, json={
             "model_1": {"model_id": model, "version": version}, "model_2": {"model_id": model, "version": weak_version}})
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+        # the report's own policy (no scripts at all, its inline style allowed) reaches the client
+        assert report.headers["content-security-policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+        assert report.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_a_job_cancelled_through_the_gateway_stops_with_its_reason(stack):
