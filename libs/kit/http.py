@@ -5,12 +5,12 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Annotated, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +25,20 @@ MODEL_PATH_REFUSED = (
     "server-side paths are never read; create the version, then upload the weights with "
     "PUT /api/v1/models/{model}/versions/{version}/artifact (or the presigned upload)"
 )
+
+
+def _refuse_model_path(value: str | None) -> None:
+    if value is not None:
+        raise ValueError(MODEL_PATH_REFUSED)
+    return None
+
+
+#: The type of a body's ``model_path``: documented (deprecated) so clients see why, refused when given.
+RefusedModelPath = Annotated[
+    str | None,
+    AfterValidator(_refuse_model_path),
+    Field(description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED, json_schema_extra={"deprecated": True}),
+]
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",

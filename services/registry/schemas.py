@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from libs.kit.http import MODEL_PATH_REFUSED
+from libs.kit.http import RefusedModelPath
 
 from services.registry.domain import NAME_PATTERN, Framework, ModelType
 
@@ -66,20 +66,12 @@ class ModelCreate(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     owner: str | None = Field(None, max_length=128, description="Defaults to the caller")
-    model_path: str | None = Field(None, description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED,
-                                   json_schema_extra={"deprecated": True})
+    model_path: RefusedModelPath = None
 
     @model_validator(mode="before")
     @classmethod
     def _seed_fields(cls, data: Any) -> Any:
         return lift_seed_fields(data)
-
-    @field_validator("model_path")
-    @classmethod
-    def _no_server_paths(cls, value: str | None) -> None:
-        if value is not None:
-            raise ValueError(MODEL_PATH_REFUSED)
-        return None
 
     @field_validator("name")
     @classmethod

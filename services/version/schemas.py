@@ -5,10 +5,10 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.events.versions import ArtifactRef, Dependency, Lineage, VersionType
-from libs.kit.http import MODEL_PATH_REFUSED
+from libs.kit.http import RefusedModelPath
 from services.version.domain import MAX_VERSION_LENGTH, Bump, Prerelease
 
 Metric = Annotated[float, Field(allow_inf_nan=False)]
@@ -45,8 +45,7 @@ class VersionCreate(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=200)
     lineage: Lineage = Field(default_factory=Lineage)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    model_path: str | None = Field(None, description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED,
-                                   json_schema_extra={"deprecated": True})
+    model_path: RefusedModelPath = None
 
     @model_validator(mode="before")
     @classmethod
@@ -59,13 +58,6 @@ class VersionCreate(BaseModel):
                 raise ValueError("give either description or change_log, not two different texts")
             data["change_log"] = description if description is not None else ""
         return data
-
-    @field_validator("model_path")
-    @classmethod
-    def _no_server_paths(cls, value: str | None) -> None:
-        if value is not None:
-            raise ValueError(MODEL_PATH_REFUSED)
-        return None
 
 
 class VersionOut(BaseModel):
