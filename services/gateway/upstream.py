@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -70,7 +71,8 @@ class KeepAlivePool:
             if conn.usable(now, self._max_idle_s):
                 return conn
             conn.close()
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), connect_timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port, limit=_STREAM_LIMIT), connect_timeout)
         return _Connection(reader, writer)
 
     def _give_back(self, conn: _Connection) -> None:
@@ -81,17 +83,12 @@ class KeepAlivePool:
         self._idle.append(conn)
 
     async def send(self, request: httpx.Request, *, timeout_s: float, connect_timeout_s: float) -> UpstreamResponse:
-        head = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-        for name, value in request.headers.raw:
-            if b"\r" in value or b"\n" in value or b"\0" in value:
-                raise httpx.LocalProtocolError("illegal header value")
-            head += [name, b": ", value, b"\r\n"]
-        head.append(b"\r\n")
+        head = _head(request)
         async with asyncio.timeout(timeout_s):
             conn = await self._take(connect_timeout_s)
             reusable = False
             try:
-                conn.writer.write(b"".join(head) + request.content)
+                conn.writer.write(head + request.content)
                 response, reusable = await _read_response(conn.reader, request.method)
             finally:
                 if reusable:
@@ -100,14 +97,80 @@ class KeepAlivePool:
                     conn.close()
         return response
 
+    async def stream(
+        self, request: httpx.Request, *, head_timeout_s: float, connect_timeout_s: float
+    ) -> tuple[int, list[tuple[str, str]], AsyncIterator[bytes]]:
+        """A bodiless request whose response body streams: status and headers now, the body as it comes
+        (up to 1 MiB a piece). A body that ends short raises ``ConnectionError`` from the iterator."""
+        head = _head(request)
+        async with asyncio.timeout(head_timeout_s):
+            conn = await self._take(connect_timeout_s)
+            try:
+                conn.writer.write(head)
+                status, headers, length, chunked, keep_alive = await _read_head(conn.reader)
+            except BaseException:
+                conn.close()
+                raise
+        no_body = request.method == "HEAD" or status in (204, 304) or 100 <= status < 200
+
+        async def body() -> AsyncIterator[bytes]:
+            done = False
+            try:
+                if no_body:
+                    pass
+                elif chunked:
+                    while size := int((await conn.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                        async for piece in _exactly(conn.reader, size):
+                            yield piece
+                        await conn.reader.readexactly(2)
+                    while (await conn.reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                        pass
+                elif length is not None:
+                    async for piece in _exactly(conn.reader, length):
+                        yield piece
+                else:
+                    while piece := await conn.reader.read(_STREAM_PIECE):
+                        yield piece
+                done = keep_alive and (length is not None or chunked or no_body)
+            finally:
+                if done:
+                    self._give_back(conn)
+                else:
+                    conn.close()
+
+        return status, headers, body()
+
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
 
 
-async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[UpstreamResponse, bool]:
-    """One response; and whether the connection may carry another request."""
+_STREAM_LIMIT = 1 << 20  # a connection's read buffer; streamed bodies move in pieces of up to this
+_STREAM_PIECE = 1 << 20
+
+
+def _head(request: httpx.Request) -> bytes:
+    head = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise httpx.LocalProtocolError("illegal header value")
+        head += [name, b": ", value, b"\r\n"]
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
+async def _exactly(reader: asyncio.StreamReader, count: int) -> AsyncIterator[bytes]:
+    while count > 0:
+        piece = await reader.read(min(count, _STREAM_PIECE))
+        if not piece:
+            raise ConnectionError(f"the upstream closed the body {count} bytes short")
+        count -= len(piece)
+        yield piece
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], int | None, bool, bool]:
+    """Status, headers, Content-Length, whether chunked, whether the connection may be kept."""
     lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     headers: list[tuple[str, str]] = []
@@ -125,6 +188,12 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Ups
             chunked = "chunked" in value.lower()
         elif name == "connection":
             keep_alive = "close" not in value.lower()
+    return status, headers, length, chunked, keep_alive
+
+
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[UpstreamResponse, bool]:
+    """One response; and whether the connection may carry another request."""
+    status, headers, length, chunked, keep_alive = await _read_head(reader)
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
         body = b""
     elif chunked:
@@ -205,6 +274,16 @@ class Upstream:
             if name in request.headers:
                 headers[name] = request.headers[name]
         has_body = request.method in ("PUT", "POST")
+        if not has_body:  # downloads: the keep-alive pool moves bodies in pieces of up to 1 MiB
+            outgoing = self.client.build_request(request.method, url, headers=headers)
+            try:
+                status, upstream_headers, chunks = await self.pool.stream(
+                    outgoing, head_timeout_s=self._timeout_s, connect_timeout_s=5.0)
+            except (httpx.TransportError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                    TimeoutError, ValueError, IndexError):
+                raise UpstreamUnavailable(f"the {self.name} service is not reachable; try again shortly") from None
+            return StreamingResponse(chunks, status_code=status,
+                                     headers={k: v for k, v in upstream_headers if k in _PASSED_RESPONSE_HEADERS})
         upstream_request = self.client.build_request(
             request.method, url, headers=headers, content=request.stream() if has_body else None,
             timeout=httpx.Timeout(None, connect=5.0),

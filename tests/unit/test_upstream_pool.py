@@ -82,3 +82,37 @@ async def test_responses_of_every_framing_and_connection_reuse():
         await server.stop()
     with pytest.raises(OSError):
         await KeepAlivePool(server.url).send(_request("GET", f"{server.url}/echo/gone"), timeout_s=5, connect_timeout_s=5)
+
+
+async def test_streamed_bodies_arrive_whole_and_a_short_one_fails():
+    app = _app()
+
+    @app.get("/big")
+    async def big() -> Response:
+        return Response(bytes(range(256)) * 20_000)  # ~5 MiB, Content-Length
+
+    @app.get("/short")
+    async def short() -> StreamingResponse:
+        async def parts():
+            yield b"x" * 1000
+            raise RuntimeError("the hash did not match")  # uvicorn drops the connection mid-body
+        return StreamingResponse(parts(), headers={"content-length": "5000"})
+
+    server = await serve(app)
+    pool = KeepAlivePool(server.url)
+    try:
+        async def fetch(path: str) -> tuple[int, bytes]:
+            status, _, chunks = await pool.stream(_request("GET", f"{server.url}{path}"), head_timeout_s=10,
+                                                  connect_timeout_s=5)
+            return status, b"".join([piece async for piece in chunks])
+
+        assert await fetch("/big") == (200, bytes(range(256)) * 20_000)
+        assert await fetch("/chunked") == (200, b"".join(f"part{i};".encode() * 1000 for i in range(5)))
+        assert (await fetch("/echo/s"))[1] == b"s||None|"
+        assert len(set(server.app.state.peers)) == 1
+        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+            await fetch("/short")
+        assert (await fetch("/echo/t"))[1] == b"t||None|"  # a fresh connection after the broken one
+    finally:
+        pool.close()
+        await server.stop()
