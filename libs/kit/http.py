@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Annotated, Callable
+from typing import Annotated, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -150,11 +150,11 @@ class Caller:
     traceparent: str | None
 
 
-def internal_caller_dependency(token: str) -> Callable[[Request], Caller]:
+def internal_caller_dependency(token: str) -> Callable[[Request], Awaitable[Caller]]:
     """A FastAPI dependency: internal APIs answer only requests carrying the shared internal token."""
     expected = token.encode()
 
-    def caller(request: Request) -> Caller:
+    async def caller(request: Request) -> Caller:  # no blocking I/O: keep it off the thread pool
         presented = request.headers.get("x-cairn-internal-token", "").encode()
         if not hmac.compare_digest(presented, expected):
             raise Unauthenticated("internal API: missing or wrong internal token")
