@@ -16,7 +16,8 @@ from services.gateway.routes import search
 from services.gateway.routes import ui
 from services.gateway.routes import permissions as permission_routes
 from services.gateway.model_access import ModelAccessResolver, wire as wire_model_access
-from services.gateway.routes.lifecycle import PRODUCTION_LOOKUP
+from services.gateway import fast_lookup
+from services.gateway.routes.lifecycle import PRODUCTION_LOOKUP, PRODUCTION_PATH, PRODUCTION_PERMISSION
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
 
@@ -78,5 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.gateway = gateway
     for module in (search, models, versions, artifacts, lifecycle, training, evaluation, audit, keys, permission_routes, ui):
         app.include_router(module.router)
+    # The deployers' hot path skips routing and dependency solving when it needs no decision of its own.
+    fast_lookup.install(app, gateway, path=PRODUCTION_PATH, permission=PRODUCTION_PERMISSION)
     return app
 

@@ -32,7 +32,10 @@ from services.lifecycle.schemas import ArchiveIn, DeprecateIn, PublishIn, Transi
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 Read = Annotated[Principal, Depends(require("lifecycle:read"))]
 Write = Annotated[Principal, Depends(require("lifecycle:write"))]
-HotRead = Annotated[Principal, Depends(require("lifecycle:read", rate_checked_by_route=True))]
+#: The production lookup's permission and public path, shared with its fast path (fast_lookup.py).
+PRODUCTION_PERMISSION = "lifecycle:read"
+PRODUCTION_PATH = "/api/v1/models/{model_ref}/production"
+HotRead = Annotated[Principal, Depends(require(PRODUCTION_PERMISSION, rate_checked_by_route=True))]
 
 # One Redis round trip: resolve a model name to its id if needed, then read the production view.
 #: ARGV: model ref, environment, '1' if the ref is an id, the caller's rate counter, the limit per minute.
