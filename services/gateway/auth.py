@@ -42,6 +42,11 @@ class Authenticator:
     def forget(self, key_id: str) -> None:
         self._cache.pop(key_id, None)
 
+    def is_warm(self, key_id: str) -> bool:
+        """Whether the key is cached and fresh, so authenticating it now needs no database read."""
+        cached = self._cache.get(key_id)
+        return cached is not None and cached[0] > time.monotonic()
+
     async def principal_for(self, authorization: str | None) -> keys.Principal:
         if not authorization:
             raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <api key>'")

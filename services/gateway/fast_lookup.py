@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from uuid import UUID
 
 from starlette.responses import Response
@@ -134,8 +133,7 @@ class FastProductionLookup:
         auth = self.gw.auth
         # Only a key already in the authenticator's cache: principal_for then does no I/O, and a cold
         # or unknown key takes the route, which loads it (or refuses and audits it).
-        cached = auth._cache.get(parsed[0]) if parsed else None
-        if cached is None or cached[0] <= time.monotonic():
+        if parsed is None or not auth.is_warm(parsed[0]):
             return None
         try:
             principal = await auth.principal_for(authorization)
