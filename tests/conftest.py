@@ -34,3 +34,14 @@ def service_env(infra: Infra) -> dict[str, str]:
         "redis_url": infra.redis_url,
         "internal_token": "test-internal-token",
     }
+
+
+@pytest.fixture(scope="session")
+def shared_objects_root() -> Path:
+    """One artifact folder for the in-process services that read artifacts from their consumers. Two
+    instances of one service started by different test modules share its consumer groups (and its
+    schema), so either may take an event, say a rollback command that re-hashes the target's blob:
+    both must see the same bytes. Blobs are named by their sha256, so sharing is safe."""
+    root = scratch_dir("cairn-test-objects-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import uuid
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from services.training_scheduler.app import create_app as create_scheduler
 from services.training_scheduler.settings import TrainingSchedulerSettings
 from services.version.app import create_app as create_version
 from services.version.settings import VersionSettings
-from tests.conftest import scratch_dir
 from tests.integration.conftest import System
 from tests.support.kafka import eventually
 from tests.support.servers import RunningServer, serve
@@ -62,8 +60,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(system: System, service_env) -> Stack:
-    objects_root = scratch_dir("cairn-sdk-objects-")
+async def stack(system: System, service_env, shared_objects_root) -> Stack:
+    objects_root = shared_objects_root  # the lifecycle service of tests/integration/lifecycle may take our commands
     gateway_port = free_port()  # the version service signs links for the gateway's URL, so fix it first
     registry_url, audit_url = system.services["registry"].url, system.services["audit"].url
     version = await serve(create_version(VersionSettings(
@@ -83,7 +81,6 @@ async def stack(system: System, service_env) -> Stack:
                 viewer=await system.token_for("viewer"), admin=system.admin_token)
     for server in (gateway, indexer, scheduler, lifecycle, version):
         await server.stop()
-    shutil.rmtree(objects_root, ignore_errors=True)
 
 
 def unique(prefix: str) -> str:

@@ -5,7 +5,6 @@ real Postgres, Kafka and Redis."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +26,6 @@ from services.lifecycle.app import create_app as create_lifecycle
 from services.lifecycle.settings import LifecycleSettings
 from services.registry.app import create_app as create_registry
 from services.registry.settings import RegistrySettings
-from tests.conftest import scratch_dir
 from tests.support.kafka import eventually
 from tests.support.servers import RunningServer, serve
 
@@ -198,9 +196,9 @@ class Lifecycle:
 
 
 @pytest.fixture(scope="session")
-async def lifecycle(service_env) -> Lifecycle:
+async def lifecycle(service_env, shared_objects_root) -> Lifecycle:
     token = service_env["internal_token"]
-    objects_root = scratch_dir("cairn-lifecycle-objects-")
+    objects_root = shared_objects_root
     versions: dict[tuple[str, str], dict[str, Any]] = {}
     registry = await serve(create_registry(RegistrySettings(**service_env)))
     version_service = await serve(fake_version_service(token, versions))
@@ -223,4 +221,3 @@ async def lifecycle(service_env) -> Lifecycle:
     await producer.stop()
     for running in (harness.server, version_service, registry):
         await running.stop()
-    shutil.rmtree(objects_root, ignore_errors=True)
