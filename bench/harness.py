@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import signal
@@ -118,3 +119,16 @@ async def drive(base_url: str, headers: dict[str, str], call: Call, *, concurren
     elapsed = time.perf_counter() - start
     ms = [x * 1000 for x in latencies]
     return len(latencies) / elapsed, percentile(ms, 50), percentile(ms, 99)
+
+
+def streamed_megabytes(size_mb: int):
+    """An upload body of ``size_mb`` MiB made on the fly (never held whole), and the sha256 it fills as sent."""
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+
+    async def body():
+        for _ in range(size_mb):
+            digest.update(block)
+            yield block
+
+    return body, digest

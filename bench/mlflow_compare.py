@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import drive, start_stack
+from bench.harness import drive, start_stack, streamed_megabytes
 from libs.stack.embedded import EmbeddedPostgres
 from libs.stack.procs import free_port, http_ok, stop_process
 
@@ -167,14 +167,7 @@ async def measure(system, quick: bool) -> dict[str, tuple[float, float, float]]:
         out["lookup1"] = await drive(system.base_url, system.headers, lookup, concurrency=1, duration_s=duration)
         out["lookup32"] = await drive(system.base_url, system.headers, lookup, concurrency=32, duration_s=duration)
         up, method, download_url = await system.transfer(api, size_mb)
-        block = os.urandom(1 << 20)
-        digest = hashlib.sha256()
-
-        async def body():
-            for _ in range(size_mb):
-                digest.update(block)
-                yield block
-
+        body, digest = streamed_megabytes(size_mb)
         t0 = time.perf_counter()
         r = await api.request(method, up, content=body(), headers={"content-type": "application/octet-stream",
                                                                     "content-length": str(size_mb << 20)}, timeout=600)

@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from bench.harness import Result, Stack, drive, percentile, summary
+from bench.harness import Result, Stack, drive, percentile, streamed_megabytes, summary
 from bench.mlflow_compare import Cairn
 from examples.deployer.deployer import Deployer
 
@@ -95,14 +95,7 @@ async def promote_to_deployer(stack: Stack, api: httpx.AsyncClient, rounds: int)
 async def artifact_transfer(stack: Stack, api: httpx.AsyncClient, size_mb: int) -> list[Result]:
     model = await _model(api, "blob")
     version = (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).json()["version"]
-    block = os.urandom(1 << 20)
-    digest = hashlib.sha256()
-
-    async def body():
-        for _ in range(size_mb):
-            digest.update(block)
-            yield block
-
+    body, digest = streamed_megabytes(size_mb)
     t0 = time.perf_counter()
     (await api.put(f"/api/v1/models/{model}/versions/{version}/artifact", content=body(),
                    headers={"content-type": "application/octet-stream"}, timeout=600)).raise_for_status()
