@@ -82,6 +82,8 @@ def build_request(query: SearchQuery) -> dict[str, Any]:
                              "fuzziness": "AUTO", "prefix_length": 1, "operator": "and"}},
             {"match_phrase_prefix": {"name": {"query": query.q, "boost": 2}}},
         ], "minimum_should_match": 1}})
+    if query.model_ids is not None:
+        filters.append({"terms": {"model_id": sorted(str(m) for m in query.model_ids)}})
     for column in ("framework", "task", "type"):
         value = getattr(query, column)
         if value is not None:
@@ -193,6 +195,8 @@ class OpenSearchIndex:
             return f"error: {type(exc).__name__}"
 
     async def search(self, query: SearchQuery) -> SearchPage:
+        if query.matches_nothing:
+            return SearchPage(total=0, hits=[])
         response = await self._client().post(f"/{self.index}/_search", content=orjson.dumps(build_request(query)))
         response.raise_for_status()
         hits = response.json()["hits"]

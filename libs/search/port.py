@@ -70,6 +70,9 @@ class SearchQuery:
     order: Literal["asc", "desc"] = "desc"
     page: int = 1
     page_size: int = 20
+    #: Only these models (None: no restriction; empty: none at all). Never from a user: the gateway sets
+    #: it for a caller whose role cannot read every model, to the models that caller may read.
+    model_ids: tuple[UUID, ...] | None = None
 
     @property
     def offset(self) -> int:
@@ -78,6 +81,11 @@ class SearchQuery:
     @property
     def sorts_by_metric(self) -> bool:
         return self.sort_by not in SORT_FIELDS
+
+    @property
+    def matches_nothing(self) -> bool:
+        """Restricted to no model at all: every adapter answers an empty page without asking its store."""
+        return self.model_ids is not None and not self.model_ids
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,8 @@ class PostgresSearchIndex:
 
     async def search(self, query: SearchQuery) -> SearchPage:
         pool = self._pool()
+        if query.matches_nothing:
+            return SearchPage(total=0, hits=[])
         text_query: tuple[str, str] | None = None
         if query.q:
             text_query = await self._text_query(pool, query.q)
@@ -266,6 +268,8 @@ class PostgresSearchIndex:
         clauses: list[str] = ["TRUE"]
         if text_query:
             clauses.append(f"d.tsv @@ {p(text_query[0])}::tsquery")
+        if query.model_ids is not None:
+            clauses.append(f"d.model_id = ANY({p(list(query.model_ids))}::uuid[])")
         for column in ("framework", "task", "type"):
             value = getattr(query, column)
             if value is not None:
