@@ -1,15 +1,17 @@
 """The registry's internal HTTP API, answered only for the gateway (internal token)."""
 
 from typing import Annotated
+from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.encoders import jsonable_encoder
+from pydantic import ValidationError
 
 from libs.kit.errors import BadRequest, FieldError, ValidationFailed
-from libs.kit.http import Caller
+from libs.kit.http import Caller, validation_error_from
 from services.registry import domain, store
 from services.registry.handlers import RegistryHandlers
-from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, ModelPage, ModelPatch
+from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, ModelPage, ModelPatch, ModelScope
 
 
 def model_out(model: domain.Model) -> ModelOut:
@@ -36,6 +38,15 @@ def parse_tag_filters(values: list[str]) -> list[tuple[str, str | None]]:
     return filters
 
 
+async def read_scope(request: Request) -> list[UUID]:
+    """The scope the gateway sent, read whatever content type the forwarded request named (the gateway
+    passes the client's, which has nothing to do with this body)."""
+    try:
+        return ModelScope.model_validate_json(await request.body() or b"{}").model_ids
+    except ValidationError as exc:
+        raise validation_error_from(exc.errors()) from None
+
+
 def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
     router = APIRouter(prefix="/internal/models", tags=["models"])
     CallerDep = Annotated[Caller, Depends(caller_dep)]
@@ -47,8 +58,9 @@ def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
         response.headers["ETag"] = f'"{model.revision}"'
         return model_out(model)
 
-    @router.get("", response_model=ModelPage)
-    async def list_models(caller: CallerDep, query: Annotated[ModelListQuery, Depends()]) -> ModelPage:
+    async def _list(query: ModelListQuery, model_ids: list[UUID] | None) -> ModelPage:
+        if model_ids is not None and not model_ids:
+            return ModelPage(total=0, page=query.page, page_size=query.page_size, models=[])
         total, models = await store.list_live(
             handlers.rt.pool,
             type=query.type.value if query.type else None,
@@ -60,8 +72,20 @@ def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
             sort=query.sort,
             limit=query.page_size,
             offset=(query.page - 1) * query.page_size,
+            model_ids=model_ids,
         )
         return ModelPage(total=total, page=query.page, page_size=query.page_size, models=[model_out(m) for m in models])
+
+    @router.get("", response_model=ModelPage)
+    async def list_models(caller: CallerDep, query: Annotated[ModelListQuery, Depends()]) -> ModelPage:
+        return await _list(query, None)
+
+    @router.post("/scoped", response_model=ModelPage)
+    async def list_scoped_models(caller: CallerDep, query: Annotated[ModelListQuery, Depends()],
+                                 model_ids: Annotated[list[UUID], Depends(read_scope)]) -> ModelPage:
+        """The same listing restricted to the models in the body (``ModelScope``): the gateway sends it for
+        a caller whose role cannot read every model. Filters and paging apply within the scope."""
+        return await _list(query, model_ids)
 
     @router.get("/{model_ref}", response_model=ModelOut)
     async def get_model(model_ref: str, caller: CallerDep, response: Response) -> ModelOut:

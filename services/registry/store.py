@@ -108,9 +108,13 @@ async def list_live(
     sort: str,
     limit: int,
     offset: int,
+    model_ids: list[UUID] | None = None,
 ) -> tuple[int, list[Model]]:
-    """One round trip: the page and the total (a window count over the same filter)."""
+    """One round trip: the page and the total (a window count over the same filter). ``model_ids``
+    restricts the listing to those models (None: no restriction)."""
     f = Filters("deleted_at IS NULL")
+    if model_ids is not None:
+        f.add("id = ANY({}::uuid[])", model_ids)
     for column, value in (("type", type), ("framework", framework), ("task", task), ("owner", owner)):
         if value:
             f.add(f"{column} = {{}}", value)
