@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from urllib.parse import quote
+from typing import Callable
+from urllib.parse import parse_qsl, quote, urlencode
 from uuid import UUID
 
 import httpx
+import orjson
+from fastapi import Request, Response
 
 from libs.events import topics
 from libs.events.envelope import Envelope
 from libs.events.models import ModelDeleted, ModelRegistered, ModelUpdated
 from libs.events.security import PermissionRevoked
-from libs.kit.errors import UpstreamUnavailable
+from libs.kit.errors import Unauthenticated, UpstreamUnavailable
 from libs.kit.runtime import ServiceRuntime
 from libs.kit.uow import UnitOfWork
 from services.gateway import store
-from services.gateway.permissions import Grant, ModelAccess
+from services.gateway.keys import Principal
+from services.gateway.permissions import Decision, Grant, ModelAccess
 
 log = logging.getLogger(__name__)
 CONSUMER_GROUP = "gateway-models"
@@ -50,10 +55,31 @@ class ModelAccessResolver:
     def __init__(self, gateway) -> None:
         self.gw = gateway
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, ModelAccess | None]] = {}
+        self._visible: dict[tuple[str, ...], tuple[float, tuple[UUID, ...]]] = {}
 
     def invalidate(self) -> None:
         """Grants and models change rarely: dropping everything keeps invalidation obviously right."""
         self._cache.clear()
+        self._visible.clear()
+
+    async def visible(self, grantees: tuple[str, ...]) -> tuple[UUID, ...]:
+        """The live models ``grantees`` may read through ownership or a live grant (sorted), from the
+        projection in one query, cached like ``lookup`` (never past the first grant expiry it relies on)."""
+        now = time.monotonic()
+        cached = self._visible.get(grantees)
+        if cached and cached[0] > now:
+            return cached[1]
+        rows = await store.visible_models(self.gw.runtime.pool, list(grantees))
+        ttl = self.gw.settings.authz_cache_ttl_s
+        wall = datetime.now(timezone.utc)
+        for row in rows:
+            if row["expires_at"] is not None:
+                ttl = min(ttl, (row["expires_at"] - wall).total_seconds())
+        ids = tuple(sorted(row["model_id"] for row in rows))
+        if len(self._visible) >= _MAX_CACHED:
+            self._visible.clear()
+        self._visible[grantees] = (now + max(ttl, 0.0), ids)
+        return ids
 
     async def lookup(self, ref: str, grantees: tuple[str, ...], *, fresh: bool = False) -> ModelAccess | None:
         """The model named by ``ref`` (id or name) with the live grants of ``grantees``; None if there is
@@ -111,6 +137,71 @@ class ModelAccessResolver:
         else:
             await store.project_model(uow.conn, event.model_id, event.name, event.owner, event.revision, event.created_at)
         self.invalidate()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Who lists models, and what they may see: ``model_ids`` None when the role reads every model, else
+    exactly the models the principal owns or holds a live grant on (possibly none)."""
+
+    principal: Principal
+    model_ids: tuple[UUID, ...] | None = None
+
+    @property
+    def restricted(self) -> bool:
+        return self.model_ids is not None
+
+
+def require_listing(permission: str) -> Callable:
+    """Dependency of the routes that list models (``GET /models``, ``GET /models/search``). A role holding
+    ``permission`` passes exactly as with ``auth.require`` (no extra round trip). Any other valid key is
+    not refused: it lists only the models it owns or holds a live grant on (any level; expired and
+    revoked grants do not count), which may be none (an empty page). A missing or bad key is still 401."""
+
+    async def dependency(request: Request) -> Listing:
+        gw = request.app.state.gateway
+        try:
+            principal = await gw.auth.principal_for(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            await gw.auth.audit_denial(request, 401, exc.detail, permission, exc.extra.get("key_id"))
+            exc.extra.pop("key_id", None)
+            raise
+        await gw.auth.check_rate(principal)
+        if principal.can(permission):
+            listing = Listing(principal)
+            request.state.access = Decision(True, "role")
+        else:
+            listing = Listing(principal, await gw.access.visible(principal.grantees))
+            request.state.access = Decision(True, "grant", reason=f"listing restricted to {len(listing.model_ids)} "
+                                                                  "models owned or granted")
+        request.state.principal = principal
+        return listing
+
+    dependency.permission = permission  # type: ignore[attr-defined]  # the route-permission contract reads it
+    return dependency
+
+
+#: Never forwarded on a restricted listing: the scope travels only in the body the gateway writes itself,
+#: so whatever a client sends under these names cannot widen (or even touch) it.
+INTERNAL_PARAMS = frozenset({"model_ids", "model_id", "scope"})
+
+
+def scoped_query(query: str) -> str:
+    return urlencode([(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() not in INTERNAL_PARAMS])
+
+
+async def forward_listing(request: Request, upstream, listing: Listing, path: str, *, page: int,
+                          page_size: int) -> Response:
+    """Forward a listing to ``path`` (the hot path, unchanged, when the role reads every model), or to
+    ``path``/scoped with the visible models as the JSON body; no visible model: an empty page here."""
+    if listing.model_ids is None:
+        return await upstream.forward(request, listing.principal, path, query=request.url.query)
+    if not listing.model_ids:
+        return Response(orjson.dumps({"total": 0, "page": page, "page_size": page_size, "models": []}),
+                        media_type="application/json")
+    body = orjson.dumps({"model_ids": [str(m) for m in listing.model_ids]})
+    return await upstream.forward(request, listing.principal, f"{path}/scoped", body=body, method="POST",
+                                  query=scoped_query(request.url.query))
 
 
 def wire(runtime: ServiceRuntime, resolver: ModelAccessResolver) -> None:

@@ -95,6 +95,23 @@ MODEL_ACCESS_BY_NAME = _ACCESS.format(
           " ORDER BY registered_at DESC LIMIT 1")
 
 
+#: The live models the given principals may read: those they own (owner is a key name or team:<team>,
+#: as the principals are) and those a live grant of any level covers (every level implies read). Each
+#: row carries when the model stops being visible: the latest expiry of the grants covering it (NULL:
+#: owned, or a grant without expiry), so a cached answer can end when the first of them does.
+VISIBLE_MODELS = """
+SELECT v.model_id, CASE WHEN bool_or(v.forever) THEN NULL ELSE max(v.expires_at) END AS expires_at
+  FROM (SELECT model_id, true AS forever, NULL::timestamptz AS expires_at
+          FROM gateway.models WHERE owner = ANY($1::text[]) AND NOT deleted
+        UNION ALL
+        SELECT g.model_id, g.expires_at IS NULL, g.expires_at
+          FROM gateway.model_grants g JOIN gateway.models m ON m.model_id = g.model_id AND NOT m.deleted
+         WHERE g.principal = ANY($1::text[]) AND g.revoked_at IS NULL
+           AND (g.expires_at IS NULL OR g.expires_at > now())) v
+ GROUP BY v.model_id
+"""
+
+
 async def project_model(conn: Conn, model_id: UUID, name: str, owner: str, revision: int, registered_at: datetime) -> None:
     await conn.execute(PROJECT_MODEL, model_id, name, owner, revision, registered_at)
 
@@ -111,6 +128,10 @@ async def mark_model_deleted(conn: Conn, model_id: UUID, name: str, deleted_at: 
 async def model_access(conn: Conn, ref: UUID | str, grantees: list[str]) -> list[asyncpg.Record]:
     sql = MODEL_ACCESS_BY_ID if isinstance(ref, UUID) else MODEL_ACCESS_BY_NAME
     return await conn.fetch(sql, ref, grantees)
+
+
+async def visible_models(conn: Conn, grantees: list[str]) -> list[asyncpg.Record]:
+    return await conn.fetch(VISIBLE_MODELS, grantees)
 
 
 # ---- grants -----------------------------------------------------------------------------------------

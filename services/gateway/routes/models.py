@@ -9,11 +9,13 @@ from libs.kit.http import problems
 from services.gateway.auth import require
 from services.gateway.idempotency import idempotent
 from services.gateway.keys import Principal
+from services.gateway.model_access import Listing, forward_listing, require_listing
 from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, ModelPage, ModelPatch
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 Read = Annotated[Principal, Depends(require("models:read"))]
 Write = Annotated[Principal, Depends(require("models:write"))]
+ListRead = Annotated[Listing, Depends(require_listing("models:read"))]
 
 
 @router.post("/models", status_code=201, response_model=ModelOut, responses=problems(400, 401, 403, 409, 413, 422))
@@ -31,12 +33,13 @@ async def register_model(
     )
 
 
-@router.get("/models", response_model=ModelPage, responses=problems(401, 403, 422))
-async def list_models(request: Request, principal: Read, query: Annotated[ModelListQuery, Depends()]) -> Response:
-    """List live models, filtered by type, framework, task, owner, tags or text, with paging."""
-    return await request.app.state.gateway.upstreams["registry"].forward(
-        request, principal, "/internal/models", query=request.url.query
-    )
+@router.get("/models", response_model=ModelPage, responses=problems(401, 422))
+async def list_models(request: Request, listing: ListRead, query: Annotated[ModelListQuery, Depends()]) -> Response:
+    """List live models, filtered by type, framework, task, owner, tags or text, with paging. A key whose
+    role lacks `models:read` sees only the models it owns or holds a live grant on (any level); with
+    none, an empty page. `total` counts what the caller may see."""
+    return await forward_listing(request, request.app.state.gateway.upstreams["registry"], listing,
+                                 "/internal/models", page=query.page, page_size=query.page_size)
 
 
 @router.get("/model-types", responses=problems(401, 403))
