@@ -4,7 +4,8 @@ real Postgres, Kafka and Redis.
 Callers: each role; the model's owner; guests holding each level of grant on the model (one of them
 through its team); and no key, a malformed key, a revoked key, an expired key and a rotated-out secret.
 For each, the expected answer follows from the documented tables written out below (not from the code
-under test): refused (401 without a valid key, 403 without the right) or let through. This gateway's
+under test): refused (401 without a valid key, 403 without the right) or let through; the model listings
+(GET /models, GET /models/search) let every valid key through, filtered to what it may read. This gateway's
 upstream services all point at a closed port, so a request that passes authorisation ends as 502 (or as
 the gateway's own 404/422): nothing downstream changes, and any 401/403 can only be the gateway's."""
 from __future__ import annotations
@@ -50,6 +51,9 @@ ROLE_TABLE = {
     "admin": _SELF | _READ | _WRITE | {"audit:read", "keys:admin", "permissions:admin", "models:delete", "metrics:read"},
 }
 LEVELS = ("read", "write", "publish", "admin")
+#: Listings never refuse a valid key: a role without the permission lists only the models it owns or
+#: holds a live grant on, which may be none (an empty page). Without a valid key they are still 401.
+FILTERED_LISTINGS = {("GET", "/api/v1/models"), ("GET", "/api/v1/models/search")}
 MODEL_AREAS = {"models", "versions", "lifecycle", "training", "evaluation", "permissions"}
 
 
@@ -79,6 +83,8 @@ class Caller:
         held = ROLE_TABLE[self.role]
         if path == "/api/v1/keys/{key_id}/rotate":  # another key's: only an admin (the matrix rotates no own key)
             return "keys:admin" in held
+        if (method, path) in FILTERED_LISTINGS:
+            return True
         need = needed_on_model(method, path, permission)
         if permission in held and (need != "owner" or "models:delete" in held):
             return True
@@ -165,7 +171,7 @@ async def test_every_route_for_every_caller(matrix):
     routes.append(("GET", "/metrics", "metrics:read"))
     limit = asyncio.Semaphore(8)
     mismatches: list[str] = []
-    counted = {"allowed": 0, "refused": 0}
+    counted = {"allowed": 0, "refused": 0, "listings": 0}
 
     async def probe(client: httpx.AsyncClient, caller: Caller, method: str, path: str, permission: str) -> None:
         url = concrete(path, model["name"])
@@ -178,6 +184,16 @@ async def test_every_route_for_every_caller(matrix):
         else:
             expected = not caller.expected_allowed(method, path, permission)
         counted["refused" if refused else "allowed"] += 1
+        if (method, path) in FILTERED_LISTINGS and caller.role is not None:
+            counted["listings"] += 1
+            # a guest without any grant is answered by the gateway itself; with grants (or a role that
+            # reads everything) the request goes on to the (unreachable) service
+            without_grants = caller.role == "guest" and caller.model_level is None
+            if response.status_code != (200 if without_grants else 502):
+                mismatches.append(f"{caller.label}: {method} {path} → {response.status_code}, expected "
+                                  f"{200 if without_grants else 502}: {response.text[:200]}")
+            elif without_grants and response.json()["total"] != 0:
+                mismatches.append(f"{caller.label}: {method} {path} listed {response.text[:200]}")
         if refused != expected:
             mismatches.append(f"{caller.label}: {method} {path} ({permission}) → {response.status_code}, expected "
                               f"{'refusal' if expected else 'to pass'}: {response.text[:200]}")
@@ -193,6 +209,7 @@ async def test_every_route_for_every_caller(matrix):
 
     await asyncio.gather(*(run(caller) for caller in callers))
     assert not mismatches, f"{len(mismatches)} mismatches:\n" + "\n".join(sorted(mismatches))
+    assert counted["listings"] == len(FILTERED_LISTINGS) * sum(c.role is not None for c in callers)
     # both outcomes occur in bulk, so neither side of the table is vacuous
     assert counted["allowed"] > 300 and counted["refused"] > 300, counted
 
