@@ -4,6 +4,7 @@ Subclasses provide an ``index`` fixture: a fresh, empty, opened index per test."
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -128,6 +129,35 @@ class SearchIndexContract:
             seen += names(page)
         assert seen == [f"model-{i:02d}" for i in reversed(range(23))]
         assert (await index.search(build_query(page=4, page_size=10))).hits == []
+
+    async def test_a_model_scope_restricts_matches_totals_and_pages(self, index: SearchIndex):
+        """``SearchQuery.model_ids`` (set only by the gateway) keeps exactly those models, under every
+        other filter, text, sort and page; an empty scope matches nothing."""
+        docs = [doc(f"scoped-{i:02d}", i, metrics={"accuracy": i / 100} if i % 2 else {},
+                    description="walrus detector" if i in (4, 5) else "") for i in range(12)]
+        await index.upsert(docs)
+        kept = [docs[1], docs[4], docs[7], docs[10]]
+        scope = tuple(d.model_id for d in kept)
+
+        def scoped(**params):
+            return replace(build_query(**params), model_ids=scope)
+
+        page = await index.search(scoped())
+        assert page.total == 4 and names(page) == [d.name for d in reversed(kept)]
+        seen: list[str] = []
+        for page_no in (1, 2, 3):
+            one = await index.search(scoped(sort_by="accuracy", page=page_no, page_size=2))
+            assert one.total == 4
+            seen += names(one)
+        # the two with the metric first, best first; then the two without it
+        assert seen[:2] == ["scoped-07", "scoped-01"] and sorted(seen[2:]) == ["scoped-04", "scoped-10"]
+        assert names(await index.search(scoped(q="walrus"))) == ["scoped-04"]  # scoped-05 is outside
+        assert (await index.search(build_query(q="walrus"))).total == 2
+        assert names(await index.search(scoped(metric=["accuracy>=0.05"]))) == ["scoped-07"]
+        assert (await index.search(replace(build_query(), model_ids=(uuid.uuid4(),)))).total == 0
+        nothing = await index.search(replace(build_query(), model_ids=()))
+        assert nothing.total == 0 and nothing.hits == []
+        assert (await index.search(build_query())).total == 12  # no scope: everything
 
     async def test_writes_replace_and_deletes_remove(self, index: SearchIndex):
         first = doc("before", metrics={"accuracy": 0.5}, status="draft")
