@@ -5,7 +5,12 @@ The gateway owns no domain data, so it keeps a projection of cairn.models.v1 (``
 consumer group ``gateway-models`` with an inbox) and asks the registry's internal API for a model whose
 event has not arrived yet. Cached answers live ``CAIRN_AUTHZ_CACHE_TTL_S`` (5 s) at most and never past
 the earliest expiry of a grant they hold; this process drops them on every grant change and model event
-it handles, other gateway instances within the TTL."""
+it handles, other gateway instances within the TTL.
+
+Listings (``GET /models``, ``GET /models/search``) use ``require_listing``: a role that reads every model
+goes through unchanged; any other valid key gets the listing restricted to the models it owns or holds a
+live grant on (``visible``, one query, cached the same way), sent to the service's internal ``/scoped``
+endpoint as a JSON body the gateway writes itself, or an empty page when there are none."""
 from __future__ import annotations
 
 import logging
