@@ -168,7 +168,7 @@ async def test_a_guest_without_grants_gets_an_empty_page_but_a_bad_key_is_still_
         bad = await api.get("/api/v1/models", params={"page_size": 1000})
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.page_size"
     _, expired = await _key(system, "guest", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
-    revoked_name, revoked = await _key(system, "guest")
+    _, revoked = await _key(system, "guest")
     await gateway_handlers.revoke_key(system.pool, revoked.key_id, actor="tests")
     for token in (None, "cairn_not_a_key", expired.token, revoked.token):
         async with system.client(token) as api:
