@@ -193,7 +193,9 @@ async def test_keys_carry_a_team_and_a_future_expiry(system):
             me = (await bot.get("/api/v1/me")).json()
             assert (me["role"], me["team"]) == ("guest", "vision") and me["expires_at"]
             assert "models:read" not in me["permissions"]
-            assert (await bot.get("/api/v1/models")).status_code == 403  # a guest holds only its grants
+            assert (await bot.get(f"/api/v1/models/{uuid.uuid4()}")).status_code == 403  # only its grants count
+            listed = await bot.get("/api/v1/models")  # a listing shows what it may read: nothing yet
+            assert listed.status_code == 200 and listed.json()["total"] == 0
         listed = {k["key_id"]: k for k in (await admin.get("/api/v1/keys")).json()}
         assert listed[issued.json()["key_id"]]["status"] == "active"
 

@@ -82,8 +82,9 @@ async def test_team_grants_cover_members_and_higher_levels_imply_lower(system):
         x, y = await _model(admin), await _model(admin)
         # guests hold nothing globally
         _refused(await api.get(f"/api/v1/models/{x['name']}"))
-        _refused(await api.get("/api/v1/models"))
+        assert (await api.get("/api/v1/models")).json()["total"] == 0  # a listing is filtered, not refused
         assert (await _grant(admin, x["name"], f"team:{team}", "publish")).status_code == 201
+        assert [m["model_id"] for m in (await api.get("/api/v1/models")).json()["models"]] == [x["model_id"]]
 
         assert (await api.get(f"/api/v1/models/{x['name']}")).status_code == 200  # read ⊂ publish
         assert (await api.patch(f"/api/v1/models/{x['name']}", json={"description": "team"})).status_code == 200
