@@ -29,6 +29,7 @@ from libs.storage.port import (
     StorageError,
     validate_key,
 )
+from libs.storage.streams import rechunk
 
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _OFFLOAD_HASH_BYTES = 256 << 10  # hash chunks at least this big in a thread, off the event loop
@@ -165,12 +166,16 @@ class ContentAddressedStore:
 
         async def measured() -> AsyncIterator[bytes]:
             nonlocal size
-            async for chunk in chunks:
-                size += len(chunk)
+            hashing = _Hasher(digest)
+            # Network reads arrive in small pieces; blocks of 1 MiB keep the per-piece costs (hash hand-off,
+            # pipe to the writer thread) off the hot loop.
+            async for block in rechunk(chunks, DEFAULT_CHUNK_SIZE):
+                size += len(block)
                 if max_size is not None and size > max_size:
                     raise BlobTooLarge(max_size)
-                await _hash_update(digest, chunk)
-                yield chunk
+                await hashing.feed(block)
+                yield block
+            await hashing.finish()
 
         try:
             await self._store.put(temp, measured())
@@ -289,6 +294,7 @@ class ContentAddressedStore:
         self, sha256: str, key: str, expected_size: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
         digest = hashlib.sha256()
+        hashing = _Hasher(digest)
         size = 0
         held: bytes | None = None
         source = self._store.open(key, chunk_size=chunk_size)
@@ -297,10 +303,11 @@ class ContentAddressedStore:
                 size += len(chunk)
                 if expected_size is not None and size > expected_size:
                     raise BlobCorrupted(sha256, None, actual_size=size)
-                await _hash_update(digest, chunk)
+                await hashing.feed(chunk)  # hashed in a thread while the held chunk goes out
                 if held is not None:
                     yield held
                 held = chunk
+            await hashing.finish()
             actual = digest.hexdigest()
             if actual != sha256 or (expected_size is not None and size != expected_size):
                 raise BlobCorrupted(sha256, actual, actual_size=size)
@@ -327,6 +334,30 @@ class ContentAddressedStore:
             await asyncio.shield(self._store.delete(key))
         except (Exception, asyncio.CancelledError):  # noqa: BLE001 - the original error matters more
             pass
+
+
+class _Hasher:
+    """Feeds a digest in order, each large piece in a worker thread while the caller moves on: hashlib
+    releases the GIL on large inputs, so hashing piece N overlaps receiving or sending piece N+1.
+    ``feed`` waits only for the previous piece; ``finish`` for the last."""
+
+    __slots__ = ("_digest", "_pending")
+
+    def __init__(self, digest: Any) -> None:
+        self._digest = digest
+        self._pending: asyncio.Future[None] | None = None
+
+    async def feed(self, chunk: bytes) -> None:
+        await self.finish()
+        if len(chunk) >= _OFFLOAD_HASH_BYTES:
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self._digest.update, chunk)
+        else:
+            self._digest.update(chunk)
+
+    async def finish(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
 
 
 async def _hash_update(digest: Any, chunk: bytes) -> None:

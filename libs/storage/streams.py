@@ -189,6 +189,22 @@ async def feed_pipe(pipe: ChunkPipe, chunks: AsyncIterable[bytes], reader: async
     return fed
 
 
+async def rechunk(chunks: AsyncIterable[bytes], block: int) -> AsyncIterator[bytes]:
+    """The same bytes in pieces of at least ``block`` (the last may be shorter); a piece already that
+    big passes through without a copy."""
+    pending = bytearray()
+    async for chunk in chunks:
+        if not pending and len(chunk) >= block:
+            yield bytes(chunk)
+            continue
+        pending += chunk
+        if len(pending) >= block:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
 class _Failure:
     __slots__ = ("error",)
 
