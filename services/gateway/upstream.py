@@ -4,21 +4,22 @@ headers the services trust only alongside the internal token.
 ``forward`` (every JSON call, the hot path) sends over ``KeepAlivePool``, a small HTTP/1.1 keep-alive
 pool on asyncio streams: httpx's pool looks at every idle connection's socket on every request, which
 cost the gateway over half of its CPU per forwarded call. httpx still builds the request (URL encoding,
-header normalisation), and still carries the streamed artifact transfers (``forward_stream``)."""
+header normalisation). Artifact transfers (``forward_stream``) stream through the same pool both ways."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from libs.events.envelope import child_traceparent
-from libs.kit.errors import UpstreamUnavailable
+from libs.kit.errors import BadRequest, UpstreamUnavailable
 from services.gateway.keys import Principal
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,44 @@ class KeepAlivePool:
 
         return status, headers, body()
 
+    async def send_streamed(
+        self, request: httpx.Request, body: AsyncIterable[bytes], *, length: int | None,
+        head_timeout_s: float, connect_timeout_s: float,
+    ) -> UpstreamResponse:
+        """A request whose body streams in from ``body`` (by Content-Length when ``length`` is known,
+        chunked otherwise), written as it arrives with back-pressure; the (small) response read whole.
+        If the client's body ends short or fails, the connection is closed, so the upstream sees the
+        request cut and keeps nothing. An upstream that answers before the body ends (a refusal) is
+        heard: its answer is returned and the connection is not reused."""
+        head = _head(request, length=length)
+        chunked = length is None
+        conn = await asyncio.wait_for(self._take(connect_timeout_s), connect_timeout_s)
+        reusable = False
+        try:
+            writer = conn.writer
+            writer.write(head)
+            try:
+                async for chunk in body:
+                    if not chunk:
+                        continue
+                    writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    if writer.transport.get_write_buffer_size() > _STREAM_PIECE:
+                        await writer.drain()
+                if chunked:
+                    writer.write(b"0\r\n\r\n")
+                body_sent = True
+            except (ConnectionError, OSError):
+                body_sent = False  # the upstream stopped reading: it may have answered already
+            async with asyncio.timeout(head_timeout_s):
+                response, reusable = await _read_response(conn.reader, request.method)
+            reusable = reusable and body_sent
+        finally:
+            if reusable:
+                self._give_back(conn)
+            else:
+                conn.close()
+        return response
+
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
@@ -150,12 +189,23 @@ _STREAM_LIMIT = 1 << 20  # a connection's read buffer; streamed bodies move in p
 _STREAM_PIECE = 1 << 20
 
 
-def _head(request: httpx.Request) -> bytes:
+_BODY_FRAMING = (b"content-length", b"transfer-encoding")
+
+
+def _head(request: httpx.Request, *, length: int | None | bool = False) -> bytes:
+    """The request line and headers. ``length``: False keeps httpx's own framing (a body in hand); an
+    int frames a streamed body by Content-Length, None as chunked."""
     head = [request.method.encode(), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
         if b"\r" in value or b"\n" in value or b"\0" in value:
             raise httpx.LocalProtocolError("illegal header value")
+        if length is not False and name.lower() in _BODY_FRAMING:
+            continue
         head += [name, b": ", value, b"\r\n"]
+    if length is None:
+        head.append(b"transfer-encoding: chunked\r\n")
+    elif length is not False:
+        head.append(b"content-length: %d\r\n" % length)
     head.append(b"\r\n")
     return b"".join(head)
 
@@ -211,6 +261,19 @@ async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[Ups
     else:  # delimited by the end of the connection
         body, keep_alive = await reader.read(), False
     return UpstreamResponse(status, headers, body), keep_alive
+
+
+def _content_length(value: str | None) -> int | None:
+    """The client's declared length (uvicorn has already refused a malformed one)."""
+    if value is None:
+        return None
+    try:
+        length = int(value)
+    except ValueError:
+        length = -1
+    if length < 0:
+        raise BadRequest(f"content-length is not a length: {value!r}")
+    return length
 
 
 class Upstream:
@@ -284,24 +347,19 @@ class Upstream:
                 raise UpstreamUnavailable(f"the {self.name} service is not reachable; try again shortly") from None
             return StreamingResponse(chunks, status_code=status,
                                      headers={k: v for k, v in upstream_headers if k in _PASSED_RESPONSE_HEADERS})
-        upstream_request = self.client.build_request(
-            request.method, url, headers=headers, content=request.stream() if has_body else None,
-            timeout=httpx.Timeout(None, connect=5.0),
-        )
+        # uploads: the body goes on as it arrives, over the same keep-alive pool
+        length = _content_length(headers.pop("content-length", None))
+        outgoing = self.client.build_request(request.method, url, headers=headers)
         try:
-            upstream = await self.client.send(upstream_request, stream=True)
-        except httpx.TransportError:
+            upstream = await self.pool.send_streamed(
+                outgoing, request.stream(), length=length, head_timeout_s=self._timeout_s, connect_timeout_s=5.0)
+        except ClientDisconnect:  # the upstream saw its request cut short and kept nothing
+            raise BadRequest("the client disconnected before the end of the body") from None
+        except (httpx.TransportError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                TimeoutError, ValueError, IndexError):
             raise UpstreamUnavailable(f"the {self.name} service is not reachable; try again shortly") from None
-        passed = {k: v for k, v in upstream.headers.items() if k in _PASSED_RESPONSE_HEADERS}
-
-        async def body():
-            try:
-                async for chunk in upstream.aiter_raw():
-                    yield chunk
-            finally:
-                await upstream.aclose()
-
-        return StreamingResponse(body(), status_code=upstream.status_code, headers=passed)
+        passed = {k: v for k, v in upstream.headers if k in _PASSED_RESPONSE_HEADERS and k != "content-length"}
+        return Response(upstream.content, status_code=upstream.status_code, headers=passed)
 
     async def ready(self) -> str:
         try:

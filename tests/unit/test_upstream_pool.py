@@ -116,3 +116,82 @@ async def test_streamed_bodies_arrive_whole_and_a_short_one_fails():
     finally:
         pool.close()
         await server.stop()
+
+
+async def test_streamed_request_bodies_by_length_and_chunked_and_an_early_refusal_is_heard():
+    app = _app()
+
+    @app.put("/sink")
+    async def sink(request: Request) -> Response:
+        app.state.peers.append(request.client.port)
+        digest, size = __import__("hashlib").sha256(), 0
+        async for piece in request.stream():
+            digest.update(piece)
+            size += len(piece)
+        return Response(f"{size}:{digest.hexdigest()}:{request.headers.get('transfer-encoding')}".encode())
+
+    @app.put("/refuse")
+    async def refuse() -> Response:
+        return Response(b"too big", status_code=413)  # answers without reading the body
+
+    server = await serve(app)
+    pool = KeepAlivePool(server.url)
+    blocks = [bytes([i]) * 300_000 for i in range(20)]  # 6 MB in pieces, as a client's upload arrives
+    expected = __import__("hashlib").sha256(b"".join(blocks)).hexdigest()
+
+    async def body():
+        for block in blocks:
+            yield block
+
+    try:
+        put = lambda path, length: pool.send_streamed(  # noqa: E731
+            _request("PUT", f"{server.url}{path}", headers={"content-length": "1"}), body(), length=length,
+            head_timeout_s=10, connect_timeout_s=5)
+        by_length = await put("/sink", 6_000_000)
+        assert (by_length.status_code, by_length.content) == (200, f"6000000:{expected}:None".encode())
+        chunked = await put("/sink", None)
+        assert (chunked.status_code, chunked.content) == (200, f"6000000:{expected}:chunked".encode())
+        assert len(set(server.app.state.peers)) == 1  # both on one kept-alive connection
+
+        refused = await put("/refuse", 6_000_000)
+        assert (refused.status_code, refused.content) == (413, b"too big")
+        assert (await put("/sink", 6_000_000)).status_code == 200  # not on the refused connection's leftovers
+    finally:
+        pool.close()
+        await server.stop()
+
+
+async def test_a_client_body_that_fails_midway_cuts_the_upstream_request():
+    app = _app()
+    seen: list[str] = []
+
+    @app.put("/sink")
+    async def sink(request: Request) -> Response:
+        try:
+            async for _ in request.stream():
+                pass
+        except Exception as exc:  # starlette's ClientDisconnect: the request was cut
+            seen.append(type(exc).__name__)
+            raise
+        seen.append("whole")
+        return Response(b"kept")
+
+    server = await serve(app)
+    pool = KeepAlivePool(server.url)
+
+    async def failing():
+        yield b"x" * 100_000
+        raise RuntimeError("the client went away")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await pool.send_streamed(_request("PUT", f"{server.url}/sink"), failing(), length=1_000_000,
+                                     head_timeout_s=10, connect_timeout_s=5)
+        for _ in range(50):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == ["ClientDisconnect"]
+    finally:
+        pool.close()
+        await server.stop()
