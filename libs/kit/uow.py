@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import asyncpg
 
@@ -36,6 +36,10 @@ class UnitOfWork:
         self.conn: asyncpg.Connection = None  # type: ignore[assignment]
         self._tx: Any = None
         self.emitted: list[Envelope] = []
+        #: State a handler keeps for the rest of this transaction (a consumer's batch shares one unit of
+        #: work), keyed by whoever owns it; and work to do once, just before COMMIT (see ``before_commit``).
+        self.scratch: dict[Any, Any] = {}
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
         # one round trip: the row, and a NOTIFY that Postgres delivers at COMMIT (so the relay wakes
         # only for committed rows) and sends once per transaction however many events it holds
         self._insert_sql = (
@@ -53,11 +57,22 @@ class UnitOfWork:
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
+                try:
+                    for hook in self._before_commit:
+                        await hook()
+                except BaseException:
+                    await self._tx.rollback()
+                    raise
                 await self._tx.commit()
             else:
                 await self._tx.rollback()
         finally:
             await self._pool.release(self.conn)
+
+    def before_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` inside the transaction right before COMMIT, in registration order; if it raises,
+        the whole unit of work rolls back. Lets a batch's handlers write once what each event changed."""
+        self._before_commit.append(hook)
 
     async def emit(self, event: Event, *, actor: str | None = None) -> Envelope:
         """Write ``event`` to the outbox inside this transaction; returns its envelope."""

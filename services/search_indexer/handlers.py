@@ -4,7 +4,7 @@ log is memory only), or re-index from the projection (a new or emptied index).""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, AsyncIterator, Callable
 from uuid import UUID
@@ -78,6 +78,14 @@ class RebuildReport:
     not_in_audit: int  # events applied live whose audit entry was not there yet (rebuild again later)
 
 
+@dataclass
+class _Pending:
+    """One unit of work's models: as read (row-locked) and as the events applied so far left them."""
+
+    read: dict[UUID, domain.ModelView] = field(default_factory=dict)
+    views: dict[UUID, domain.ModelView] = field(default_factory=dict)
+
+
 class Indexer:
     def __init__(self, index: SearchIndex, pool: Callable[[], asyncpg.Pool], history: AuditHistory) -> None:
         self.index = index
@@ -85,17 +93,30 @@ class Indexer:
         self.history = history
 
     async def on_event(self, event: Envelope, uow: UnitOfWork) -> None:
-        """A consumed event; runs inside the consumer's unit of work, after its inbox check."""
-        await uow.conn.execute(store.SHARED_REBUILD_LOCK, store.REBUILD_LOCK)
+        """A consumed event; runs inside the consumer's unit of work, after its inbox check. A batch of
+        events shares one unit of work: each model is locked and read once, its events applied in order
+        in memory, and just before COMMIT every changed model is saved and re-indexed at once (a busy
+        model's twenty events cost one document write, not twenty)."""
+        pending: _Pending | None = uow.scratch.get(self)
+        if pending is None:
+            await uow.conn.execute(store.SHARED_REBUILD_LOCK, store.REBUILD_LOCK)
+            pending = uow.scratch[self] = _Pending()
+            uow.before_commit(lambda: self._write(uow, pending))
         data = event.data.model_dump(mode="json")
-        view = await store.lock_model(uow.conn, UUID(str(data["model_id"])))
-        changed = domain.apply(view, event.type, data, event.time)
-        if changed == view:
+        model_id = UUID(str(data["model_id"]))
+        view = pending.views.get(model_id)
+        if view is None:
+            view = pending.read[model_id] = await store.lock_model(uow.conn, model_id)
+        pending.views[model_id] = domain.apply(view, event.type, data, event.time)
+
+    async def _write(self, uow: UnitOfWork, pending: "_Pending") -> None:
+        changed = [view for model_id, view in pending.views.items() if view != pending.read[model_id]]
+        if not changed:
             return
-        await store.save_model(uow.conn, changed)
-        # written before the projection commits, under the model's row lock: if the commit fails the
-        # event comes again and writes the same whole document, so the index never runs ahead for good
-        await _reindex(self.index, [changed])
+        await store.save_models(uow.conn, changed)
+        # written before the projection commits, under the models' row locks: if the commit fails the
+        # events come again and write the same whole documents, so the index never runs ahead for good
+        await _reindex(self.index, changed)
 
     async def rebuild(self, source: str) -> RebuildReport:
         async with self._pool().acquire() as conn:

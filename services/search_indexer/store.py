@@ -20,7 +20,11 @@ INSERT INTO {SCHEMA}.models (model_id, state) VALUES ($1, $2)
 ON CONFLICT (model_id) DO UPDATE SET model_id = EXCLUDED.model_id
 RETURNING state
 """
-SAVE_MODEL = f"UPDATE {SCHEMA}.models SET state = $2, updated_at = now() WHERE model_id = $1"
+SAVE_MODELS = f"""
+UPDATE {SCHEMA}.models AS m SET state = s.state, updated_at = now()
+FROM (SELECT (x->>'model_id')::uuid AS model_id, x AS state FROM jsonb_array_elements($1::jsonb) AS x) AS s
+WHERE m.model_id = s.model_id
+"""
 PAGE = f"SELECT model_id, state FROM {SCHEMA}.models WHERE model_id > $1 ORDER BY model_id LIMIT $2"
 INSERT_MANY = f"""
 INSERT INTO {SCHEMA}.models (model_id, state)
@@ -34,8 +38,9 @@ async def lock_model(conn: asyncpg.Connection, model_id: UUID) -> ModelView:
     return ModelView.from_json(state)
 
 
-async def save_model(conn: asyncpg.Connection, view: ModelView) -> None:
-    await conn.execute(SAVE_MODEL, UUID(view.model_id), view.to_json())
+async def save_models(conn: asyncpg.Connection, views: Iterable[ModelView]) -> None:
+    """Many models' states in one statement."""
+    await conn.execute(SAVE_MODELS, [view.to_json() for view in views])
 
 
 async def replace_all(conn: asyncpg.Connection, views: Iterable[ModelView], batch: int = 1000) -> None:
