@@ -126,7 +126,11 @@ class Indexer:
                     return await self._from_audit(conn)
                 return await self._from_projection(conn)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", store.REBUILD_LOCK)
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", store.REBUILD_LOCK)
+                except BaseException:
+                    conn.terminate()  # a session lock must never go back to the pool (see kit.db)
+                    raise
 
     async def _from_projection(self, conn: asyncpg.Connection) -> RebuildReport:
         await self.index.clear()
