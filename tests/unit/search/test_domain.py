@@ -1,8 +1,11 @@
 """The pure event → projection → document mapping of the search-indexer."""
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import datetime, timedelta, timezone
+
+import orjson
 
 from services.search_indexer import domain
 from services.search_indexer.domain import ModelView, apply, document
@@ -127,4 +130,7 @@ def test_projection_round_trips_through_json():
                 ("VersionCreated", created(V1, "1.0.0", 1, {"accuracy": 0.5}, ["a"]), at(1)),
                 ("VersionPromoted", stage(V1, "1.0.0", "staging"), at(2))])
     assert ModelView.from_json(view.to_json()) == view
+    # the hand-written to_json is exactly what dataclasses.asdict gives, and JSON round-trips it
+    assert view.to_json() == dataclasses.asdict(view)
+    assert ModelView.from_json(orjson.loads(orjson.dumps(view.to_json()))) == view
     assert set(domain.HANDLED) >= {"ModelRegistered", "VersionCreated", "EvaluationCompleted", "VersionPromoted"}
