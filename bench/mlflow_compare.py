@@ -23,9 +23,11 @@ import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 
+from bench import fastclient
 from bench.harness import drive, start_stack, streamed_megabytes
 from libs.stack.embedded import EmbeddedPostgres
 from libs.stack.procs import free_port, http_ok, stop_process
@@ -169,9 +171,10 @@ async def measure(system, quick: bool) -> dict[str, tuple[float, float, float]]:
         up, method, download_url = await system.transfer(api, size_mb)
         body, digest = streamed_megabytes(size_mb)
         t0 = time.perf_counter()
-        r = await api.request(method, up, content=body(), headers={"content-type": "application/octet-stream",
-                                                                    "content-length": str(size_mb << 20)}, timeout=600)
-        r.raise_for_status()
+        r = await fastclient.upload(urljoin(system.base_url, up), method, {**system.headers, "content-type": "application/octet-stream"},
+                                    body(), size_mb << 20)
+        if r.status >= 300:
+            raise RuntimeError(f"{system.name}: upload answered {r.status}: {r.body[:300]!r}")
         out["upload"] = (size_mb * 1.048576 / (time.perf_counter() - t0), 0, 0)
         # let work that an upload starts settle first (Cairn's evaluation service reads every new artifact),
         # so the download is measured alone; the same pause for both systems
@@ -179,11 +182,10 @@ async def measure(system, quick: bool) -> dict[str, tuple[float, float, float]]:
         url = await download_url()
         got = hashlib.sha256()
         t0 = time.perf_counter()
-        async with httpx.AsyncClient(timeout=600, headers=system.headers if url.startswith(system.base_url) else {}) as plain, \
-                plain.stream("GET", url) as response:
-            response.raise_for_status()
-            async for chunk in response.aiter_raw():
-                got.update(chunk)
+        url = urljoin(system.base_url, url)
+        status, _ = await fastclient.download(url, system.headers if url.startswith(system.base_url) else {}, got.update)
+        if status != 200:
+            raise RuntimeError(f"{system.name}: download answered {status}")
         out["download"] = (size_mb * 1.048576 / (time.perf_counter() - t0), 0, 0)
         if got.hexdigest() != digest.hexdigest():
             raise RuntimeError(f"{system.name}: the downloaded bytes differ from the uploaded ones")

@@ -6,9 +6,11 @@ import hashlib
 import os
 import time
 import uuid
+from urllib.parse import urljoin
 
 import httpx
 
+from bench import fastclient
 from bench.harness import Result, Stack, drive, percentile, streamed_megabytes, summary
 from bench.mlflow_compare import Cairn
 from examples.deployer.deployer import Deployer
@@ -97,16 +99,17 @@ async def artifact_transfer(stack: Stack, api: httpx.AsyncClient, size_mb: int) 
     version = (await api.post(f"/api/v1/models/{model}/versions", json={"bump": "patch"})).json()["version"]
     body, digest = streamed_megabytes(size_mb)
     t0 = time.perf_counter()
-    (await api.put(f"/api/v1/models/{model}/versions/{version}/artifact", content=body(),
-                   headers={"content-type": "application/octet-stream"}, timeout=600)).raise_for_status()
+    reply = await fastclient.upload(f"{stack.gateway}/api/v1/models/{model}/versions/{version}/artifact", "PUT",
+                                    {"authorization": f"Bearer {stack.token}", "content-type": "application/octet-stream"},
+                                    body(), size_mb << 20)
+    assert reply.status == 201, reply.body[:300]
     upload_s = time.perf_counter() - t0
     await asyncio.sleep(5)  # the evaluation service reads every new artifact: measure the download alone
     link = (await api.get(f"/api/v1/models/{model}/download", params={"version": version})).json()["download_url"]
     t0 = time.perf_counter()
     got = hashlib.sha256()
-    async with httpx.AsyncClient(timeout=600) as plain, plain.stream("GET", link) as response:
-        async for chunk in response.aiter_raw():
-            got.update(chunk)
+    status, _ = await fastclient.download(urljoin(stack.gateway, link), {}, got.update)
+    assert status == 200
     download_s = time.perf_counter() - t0
     assert got.hexdigest() == digest.hexdigest()
     return [Result(f"artifact upload ({size_mb} MiB, streamed, hashed)", "MB/s", size_mb * 1.048576 / upload_s),
