@@ -4,7 +4,14 @@ refusal audited through the outbox as an AccessDenied event.
 Authorisation happens in ``require()``, the dependency every route declares: the role is the global
 baseline; on a route about one model (``{model_ref}``) a principal whose role falls short may still pass
 through ownership of, or a grant on, that model (``services/gateway/permissions.py``). A role that
-suffices costs no lookup; otherwise one cached query reads the model's owner and the caller's grants."""
+suffices costs no lookup; otherwise one cached query reads the model's owner and the caller's grants.
+
+A route about one resource of one model whose path does not name the model (a training job, an
+evaluation, a comparison; ``require(..., model_from_resource=True)``) cannot decide in the dependency:
+when the role falls short, the dependency only refuses a key that owns no model and holds no live grant
+(it can pass on none), and the route finds the resource's model from the owning service and calls
+``Authenticator.authorize_model`` before it answers. Such a refusal never tells a key that cannot read the
+model whether the resource exists: a missing resource and one on a model it cannot read get the same 403."""
 from __future__ import annotations
 
 import hmac
@@ -15,10 +22,10 @@ from typing import Callable
 from uuid import UUID
 
 import orjson
-from fastapi import Request
+from fastapi import Request, Response
 
 from libs.events.security import AccessDenied
-from libs.kit.errors import Forbidden, RateLimited, Unauthenticated
+from libs.kit.errors import Forbidden, RateLimited, Unauthenticated, UpstreamUnavailable
 from libs.kit.uow import UnitOfWork
 from services.gateway import keys, permissions, store
 
@@ -27,6 +34,8 @@ log = logging.getLogger(__name__)
 #: AccessDenied events per client address per minute; beyond this, refusals are counted, not recorded,
 #: so a flood of bad requests cannot flood the audit log.
 DENIAL_AUDIT_PER_MINUTE = 30
+#: ``Decision.via`` of a request whose role falls short on a resource route: the route decides on the model.
+MODEL_PENDING = "model pending"
 
 
 def route_path(request: Request) -> str:
@@ -130,7 +139,8 @@ class Authenticator:
         extra = {"permission": permission, **({"model": model, "required": required} if model else {})}
         return Forbidden(reason, extra=extra)
 
-    async def authorize(self, request: Request, principal: keys.Principal, permission: str) -> permissions.Decision:
+    async def authorize(self, request: Request, principal: keys.Principal, permission: str, *,
+                        model_from_resource: bool = False) -> permissions.Decision:
         path = route_path(request)
         params = request.path_params
         need = permissions.need_for(
@@ -140,6 +150,11 @@ class Authenticator:
         )
         if principal.can_all(need.global_permissions):
             return permissions.Decision(True, "role")
+        if model_from_resource and need.level is None and permission.partition(":")[0] in permissions.MODEL_AREAS:
+            lacks = permissions.decide(principal, need, None, datetime.now(timezone.utc)).reason
+            if await self.gw.access.visible(principal.grantees):
+                return permissions.Decision(False, MODEL_PENDING, reason=lacks)  # the route decides on the model
+            raise await self.refuse(request, principal, lacks, permission)
         model = None
         if need.level is not None:
             model = await self.gw.access.lookup(params["model_ref"], principal.grantees)
@@ -149,6 +164,68 @@ class Authenticator:
             raise await self.refuse(request, principal, decision.reason, permission, model=ref,
                                     model_id=model.model_id if model else None, required=need.level)
         return decision
+
+    async def authorize_model(self, request: Request, principal: keys.Principal, permission: str, model_ref: str,
+                              *, resource: str | None = None) -> permissions.Decision:
+        """``permission`` (the route's) on the model ``model_ref`` (id or name), as on a route whose path
+        named it: the role, or the level ``permissions.need_for`` asks of ownership or grants. A role that
+        suffices costs nothing. ``resource`` (e.g. ``"training job"``): the model was found through that
+        resource, not named by the caller; a caller that cannot even read the model is then refused with
+        the same answer as for a resource that does not exist (``refuse_resource``). Refusals are audited
+        under the model."""
+        need = permissions.need_for(permission, method=request.method, route_path=route_path(request),
+                                    path_params={"model_ref": model_ref},
+                                    protected_aliases=frozenset(self.gw.settings.protected_aliases))
+        if principal.can_all(need.global_permissions):
+            return permissions.Decision(True, "role")
+        model = await self.gw.access.lookup(model_ref, principal.grantees)
+        now = datetime.now(timezone.utc)
+        decision = permissions.decide(principal, need, model, now)
+        if decision.allowed:
+            request.state.access = decision
+            return decision
+        model_id = model.model_id if model else None
+        if resource is None or _reads_area(principal, permission) or (
+                model is not None and permissions.effective(principal, model, now)[0] >= permissions.rank("read")):
+            raise await self.refuse(request, principal, decision.reason, permission,
+                                    model=model.name if resource is not None and model else model_ref,
+                                    model_id=model_id, required=need.level)
+        raise await self.refuse_resource(request, principal, permission, resource, decision.reason,
+                                         model=model.name if model else model_ref, model_id=model_id,
+                                         required=need.level)
+
+    async def authorize_resource(self, request: Request, principal: keys.Principal, permission: str, resource: str,
+                                 answer: Response, model_ids: Callable[[dict], list[str]]) -> None:
+        """A route about one resource (``resource``: what it is) whose role check is pending: ``answer`` is
+        the owning service's answer about the resource; raise unless ``permission`` holds on every model
+        ``model_ids`` reads from it. A missing resource (404) is refused like one on a model the caller
+        cannot read, unless its role reads the area anyway (then the 404 stands, as before). Any other
+        non-200 answer (the service failing) is left to the route to return as it is."""
+        if answer.status_code == 404:
+            if _reads_area(principal, permission):
+                return
+            lacks = f"role {principal.role} lacks permission {permission}"
+            raise await self.refuse_resource(request, principal, permission, resource,
+                                             f"{lacks}; no such {resource} ({request.url.path})")
+        if answer.status_code != 200:
+            return
+        try:
+            refs = model_ids(orjson.loads(answer.body))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise UpstreamUnavailable(f"the answer about this {resource} names no model") from None
+        for ref in dict.fromkeys(str(r) for r in refs):
+            await self.authorize_model(request, principal, permission, ref, resource=resource)
+
+    async def refuse_resource(self, request: Request, principal: keys.Principal, permission: str, resource: str,
+                              audited_reason: str, *, model: str | None = None, model_id: UUID | None = None,
+                              required: str | None = None) -> Forbidden:
+        """The refusal of a resource (``resource``: what it is, e.g. ``"evaluation"``) to a caller whose role
+        falls short and who cannot read its model, or of a resource that does not exist: the same 403 either
+        way, so it does not tell whether the resource exists. The audit records the real reason and model."""
+        await self.audit_denial(request, 403, audited_reason, permission, principal.key_id, actor=principal.name,
+                                model=model, model_id=model_id, required=required)
+        return Forbidden(f"role {principal.role} lacks permission {permission}, and {principal.name} holds no "
+                         f"grant on the model of this {resource}", extra={"permission": permission})
 
     async def metrics_guard(self, request: Request) -> None:
         """``/metrics`` of the public gateway: the internal token (as ``x-cairn-internal-token`` or as the
@@ -162,6 +239,11 @@ class Authenticator:
         await _METRICS(request)
 
 
+def _reads_area(principal: keys.Principal, permission: str) -> bool:
+    """Whether the role reads this area on every model (so hiding a resource from it would hide nothing)."""
+    return principal.can(permission.partition(":")[0] + ":read")
+
+
 async def _changes_owner(request: Request, path: str, permission: str) -> bool:
     """An update of a model that names an ``owner`` transfers ownership, which needs admin on the model."""
     if permission != "models:write" or path != permissions.MODEL_PATH or request.method not in ("PATCH", "PUT"):
@@ -173,11 +255,14 @@ async def _changes_owner(request: Request, path: str, permission: str) -> bool:
     return isinstance(body, dict) and body.get("owner") is not None
 
 
-def require(permission: str, *, rate_checked_by_route: bool = False) -> Callable:
+def require(permission: str, *, rate_checked_by_route: bool = False, model_from_resource: bool = False) -> Callable:
     """Dependency factory: the route needs ``permission`` (and, on a route about one model, what that
     means on the model); returns the principal. A hot route may count the request against the rate limit
     itself, in the same Redis round trip as its own work (``rate_checked_by_route``); it must then call
-    ``Authenticator.rate_key``/``rate_limited``."""
+    ``Authenticator.rate_key``/``rate_limited``. ``model_from_resource``: the route is about a resource
+    of one model its path does not name; when the role falls short, ``request.state.access`` is left
+    pending (``needs_model``) and the route MUST call ``Authenticator.authorize_model`` on the resource's
+    model before it answers."""
 
     async def dependency(request: Request) -> keys.Principal:
         gw = request.app.state.gateway
@@ -187,14 +272,23 @@ def require(permission: str, *, rate_checked_by_route: bool = False) -> Callable
             await gw.auth.audit_denial(request, 401, exc.detail, permission, exc.extra.get("key_id"))
             exc.extra.pop("key_id", None)
             raise
-        request.state.access = await gw.auth.authorize(request, principal, permission)
+        request.state.access = await gw.auth.authorize(request, principal, permission,
+                                                       model_from_resource=model_from_resource)
         if not rate_checked_by_route:
             await gw.auth.check_rate(principal)
         request.state.principal = principal
         return principal
 
     dependency.permission = permission  # type: ignore[attr-defined]  # lets a test prove every route has one
+    dependency.model_from_resource = model_from_resource  # type: ignore[attr-defined]
     return dependency
+
+
+def needs_model(request: Request) -> bool:
+    """Whether the route must still authorise on the resource's model (``require(..., model_from_resource=True)``
+    let a caller through whose role falls short)."""
+    access = getattr(request.state, "access", None)
+    return access is None or not access.allowed
 
 
 _METRICS = require("metrics:read")

@@ -55,6 +55,20 @@ LEVELS = ("read", "write", "publish", "admin")
 #: holds a live grant on, which may be none (an empty page). Without a valid key they are still 401.
 FILTERED_LISTINGS = {("GET", "/api/v1/models"), ("GET", "/api/v1/models/search")}
 MODEL_AREAS = {"models", "versions", "lifecycle", "training", "evaluation", "permissions"}
+#: Routes about one resource of one model that their path does not name (the model is in the resource, or
+#: in the body for a compare), with the level they need on it. A role holding the permission passes; any
+#: other key needs that level on the resource's model, which only the owning service can tell. A key that
+#: owns no model and holds no live grant is refused at once; any other goes on to find the resource's model,
+#: which here ends as 502 (the services are unreachable) or as the gateway's own 422 (a compare body it
+#: cannot read). The decisions on the resource's model: tests/integration/test_resource_grants.py.
+RESOURCE_ROUTES = {
+    ("GET", "/api/v1/training-jobs/{job_id}"): "read",
+    ("POST", "/api/v1/training-jobs/{job_id}/cancel"): "write",
+    ("GET", "/api/v1/training-jobs/{job_id}/events"): "read",
+    ("GET", "/api/v1/evaluations/{evaluation_id}"): "read",
+    ("GET", "/api/v1/comparisons/{comparison_id}"): "read",
+    ("POST", "/api/v1/models/compare"): "read",
+}
 
 
 def needed_on_model(method: str, path: str, permission: str) -> str | None:
@@ -85,6 +99,8 @@ class Caller:
             return "keys:admin" in held
         if (method, path) in FILTERED_LISTINGS:
             return True
+        if (method, path) in RESOURCE_ROUTES:
+            return permission in held or self.model_level is not None
         need = needed_on_model(method, path, permission)
         if permission in held and (need != "owner" or "models:delete" in held):
             return True
@@ -212,6 +228,34 @@ async def test_every_route_for_every_caller(matrix):
     assert counted["listings"] == len(FILTERED_LISTINGS) * sum(c.role is not None for c in callers)
     # both outcomes occur in bulk, so neither side of the table is vacuous
     assert counted["allowed"] > 300 and counted["refused"] > 300, counted
+
+
+async def test_resource_routes_are_the_documented_ones(matrix):
+    """Every route the gateway lets decide on a resource's model is in RESOURCE_ROUTES, and the reverse."""
+    from services.gateway.permissions import need_for
+
+    flagged: dict[tuple[str, str], str | None] = {}
+    for path, methods, route in gateway_routes():
+        if any(getattr(d.call, "model_from_resource", False) for d in route.dependant.dependencies):
+            for method in methods:
+                # what the route's permission asks on a model once the resource names it
+                flagged[(method, path)] = need_for(route_permission(route), method=method, route_path=path,
+                                                   path_params={"model_ref": "x"}).level
+    assert flagged == RESOURCE_ROUTES
+
+
+async def test_resource_routes_without_any_model_right(matrix):
+    """The rows the table cannot show: a key with some model right passes the gateway's first check on a
+    resource route; one without is refused before any service is asked (here: unreachable)."""
+    gateway, model, callers = matrix
+    by_label = {c.label: c for c in callers}
+    job = f"/api/v1/training-jobs/{uuid.uuid4()}"
+    for label, expected in (("guest", 403), ("viewer", 502), ("guest + read grant", 502)):
+        async with matrix_client(gateway, by_label[label].token) as api:
+            assert (await api.get(job)).status_code == expected, label
+    for label, expected in (("viewer", 403), ("guest + read grant", 502), ("editor", 502)):
+        async with matrix_client(gateway, by_label[label].token) as api:
+            assert (await api.post(f"{job}/cancel", json={})).status_code == expected, label
 
 
 async def test_protected_alias_and_owner_transfer_rows(matrix):
