@@ -138,6 +138,8 @@ class ProductionView(BaseModel):
 
 class CommandOut(BaseModel):
     command_id: UUID
+    model_id: UUID = Field(description="The model the command is about")
+    environment: str
     status: Literal["pending", "succeeded", "failed"]
     event_type: str = Field(description="The event whose body is the outcome")
     outcome: dict[str, Any]

@@ -193,7 +193,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (command_id) DO UPDATE SET status = EXCLUDED.status, event_type = EXCLUDED.event_type,
     outcome = EXCLUDED.outcome, at = EXCLUDED.at
 """
-GET_COMMAND = "SELECT command_id, status, event_type, outcome, at FROM lifecycle.commands WHERE command_id = $1"
+GET_COMMAND = (
+    "SELECT command_id, model_id, environment, status, event_type, outcome, at FROM lifecycle.commands"
+    " WHERE command_id = $1"
+)
 
 # -- the production view: one query ---------------------------------------------------------------
 

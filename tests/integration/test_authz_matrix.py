@@ -68,6 +68,7 @@ RESOURCE_ROUTES = {
     ("GET", "/api/v1/evaluations/{evaluation_id}"): "read",
     ("GET", "/api/v1/comparisons/{comparison_id}"): "read",
     ("POST", "/api/v1/models/compare"): "read",
+    ("GET", "/api/v1/commands/{command_id}"): "read",
 }
 
 

@@ -23,7 +23,7 @@ from libs.kit.errors import Conflict, NotFound
 from libs.kit.http import problems
 from libs.kit.uow import UnitOfWork
 from services.gateway import store
-from services.gateway.auth import require
+from services.gateway.auth import needs_model, require
 from services.gateway.bodies import json_body
 from services.gateway.keys import Principal
 from services.lifecycle.routes import AbortIn
@@ -32,6 +32,8 @@ from services.lifecycle.schemas import ArchiveIn, DeprecateIn, PublishIn, Transi
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 Read = Annotated[Principal, Depends(require("lifecycle:read"))]
 Write = Annotated[Principal, Depends(require("lifecycle:write"))]
+#: ``/commands/{command_id}`` does not name its model: the command's model decides when the role does not
+CommandRead = Annotated[Principal, Depends(require("lifecycle:read", model_from_resource=True))]
 #: The production lookup's permission and public path, shared with its fast path (fast_lookup.py).
 PRODUCTION_PERMISSION = "lifecycle:read"
 PRODUCTION_PATH = "/api/v1/models/{model_ref}/production"
@@ -166,9 +168,14 @@ class RollbackBody(BaseModel):
 
 
 @router.get("/commands/{command_id}", responses=problems(401, 403, 404))
-async def command_status(command_id: UUID, request: Request, principal: Read) -> Response:
-    """The outcome of a command such as a rollback: pending, succeeded or failed."""
-    return await _lifecycle(request).forward(request, principal, f"/internal/commands/{command_id}")
+async def command_status(command_id: UUID, request: Request, principal: CommandRead) -> Response:
+    """The outcome of a command such as a rollback: pending, succeeded or failed. A key whose role lacks
+    `lifecycle:read` needs read on the command's model (decided on the answer, before it is returned)."""
+    answer = await _lifecycle(request).forward(request, principal, f"/internal/commands/{command_id}")
+    if needs_model(request):
+        await request.app.state.gateway.auth.authorize_resource(
+            request, principal, "lifecycle:read", "command", answer, lambda command: [command["model_id"]])
+    return answer
 
 
 @router.post("/models/{model_ref}/rollback", responses={**problems(401, 403, 404, 409, 422), 202: {"description": "Still running"}})
