@@ -56,6 +56,16 @@ class Authenticator:
         cached = self._cache.get(key_id)
         return cached is not None and cached[0] > time.monotonic()
 
+    async def authenticate(self, request: Request, permission: str) -> keys.Principal:
+        """The request's principal; a missing, bad, revoked or expired key is audited (without its key id
+        in the answer) and raised as 401."""
+        try:
+            return await self.principal_for(request.headers.get("authorization"))
+        except Unauthenticated as exc:
+            await self.audit_denial(request, 401, exc.detail, permission, exc.extra.get("key_id"))
+            exc.extra.pop("key_id", None)
+            raise
+
     async def principal_for(self, authorization: str | None) -> keys.Principal:
         if not authorization:
             raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <api key>'")
@@ -266,12 +276,7 @@ def require(permission: str, *, rate_checked_by_route: bool = False, model_from_
 
     async def dependency(request: Request) -> keys.Principal:
         gw = request.app.state.gateway
-        try:
-            principal = await gw.auth.principal_for(request.headers.get("authorization"))
-        except Unauthenticated as exc:
-            await gw.auth.audit_denial(request, 401, exc.detail, permission, exc.extra.get("key_id"))
-            exc.extra.pop("key_id", None)
-            raise
+        principal = await gw.auth.authenticate(request, permission)
         request.state.access = await gw.auth.authorize(request, principal, permission,
                                                        model_from_resource=model_from_resource)
         if not rate_checked_by_route:

@@ -29,7 +29,7 @@ from libs.events import topics
 from libs.events.envelope import Envelope
 from libs.events.models import ModelDeleted, ModelRegistered, ModelUpdated
 from libs.events.security import PermissionRevoked
-from libs.kit.errors import Unauthenticated, UpstreamUnavailable
+from libs.kit.errors import UpstreamUnavailable
 from libs.kit.runtime import ServiceRuntime
 from libs.kit.uow import UnitOfWork
 from services.gateway import store
@@ -165,12 +165,7 @@ def require_listing(permission: str) -> Callable:
 
     async def dependency(request: Request) -> Listing:
         gw = request.app.state.gateway
-        try:
-            principal = await gw.auth.principal_for(request.headers.get("authorization"))
-        except Unauthenticated as exc:
-            await gw.auth.audit_denial(request, 401, exc.detail, permission, exc.extra.get("key_id"))
-            exc.extra.pop("key_id", None)
-            raise
+        principal = await gw.auth.authenticate(request, permission)
         await gw.auth.check_rate(principal)
         if principal.can(permission):
             listing = Listing(principal)

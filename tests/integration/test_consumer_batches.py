@@ -5,7 +5,6 @@ Postgres, so the outcome does not depend on how the broker happens to group mess
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
@@ -14,22 +13,9 @@ from libs.events.envelope import Envelope
 from libs.events.models import ModelDeleted
 from libs.kit.consumer import EventConsumer
 from libs.kit.errors import Conflict
+from tests.support.batches import Batch, Record
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Record:
-    headers: list[tuple[str, bytes]]
-    topic: str = "cairn.models.v1"
-    partition: int = 0
-    offset: int = 0
-    key: bytes = b""
-
-
-@dataclass
-class Batch:
-    raw_message: tuple[Record, ...]
 
 
 class DeadLetters:

@@ -5,7 +5,6 @@ not depend on how the broker happens to group messages."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 import pytest
 
@@ -15,22 +14,9 @@ from libs.kit.uow import UnitOfWork
 from services.search_indexer import domain, store
 from services.search_indexer.handlers import Indexer
 from tests.integration.search.test_search_indexer import model_event, promoted, version_event
+from tests.support.batches import Batch, Record
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Record:
-    headers: list[tuple[str, bytes]]
-    topic: str
-    partition: int = 0
-    offset: int = 0
-    key: bytes = b""
-
-
-@dataclass
-class Batch:
-    raw_message: tuple[Record, ...]
 
 
 class CountingIndex:
