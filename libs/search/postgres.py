@@ -188,7 +188,7 @@ class PostgresSearchIndex:
                         f" SELECT d.*, top.score FROM top JOIN {self.schema}.documents d USING (model_id) ORDER BY {outer}")
             rows, total = await asyncio.gather(pool.fetch(page_sql, *params, *extra, query.page_size, query.offset),
                                                pool.fetchval(count_sql, *params))
-        return SearchPage(total=total, hits=[SearchHit(_document(r), float(r["score"])) for r in rows])
+        return _page(query, total, [SearchHit(_document(r), float(r["score"])) for r in rows])
 
     async def _by_metric(self, pool: asyncpg.Pool, query: SearchQuery, text_query: tuple[str, str] | None,
                          where: str, params: list[Any], count_sql: str, direction: str) -> SearchPage:
@@ -228,7 +228,7 @@ class PostgresSearchIndex:
             )
             rest = await pool.fetch(rest_sql, *with_k, *extra, wanted, max(0, query.offset - with_metric))
             hits += [SearchHit(_document(r), float(r["score"])) for r in rest]
-        return SearchPage(total=total, hits=hits)
+        return _page(query, total, hits)
 
     async def _size(self) -> float:
         """About how many documents there are (the planner's estimate, refreshed by autovacuum)."""
@@ -284,6 +284,17 @@ class PostgresSearchIndex:
                 f" AND m.metric = {p(r.metric)} AND m.value {r.op} {p(r.value)})"
             )
         return " AND ".join(clauses), params
+
+
+def _page(query: SearchQuery, counted: int, hits: list[SearchHit]) -> SearchPage:
+    """The page with a total that agrees with it. The count and the page are separate statements (run side
+    by side for speed), so a document written between them can make them disagree (total 1, no hits); a
+    short page is the last one and tells the total exactly, a full one tells a lower bound."""
+    if len(hits) < query.page_size:
+        total = query.offset + len(hits) if hits or query.offset == 0 else min(counted, query.offset)
+    else:
+        total = max(counted, query.offset + len(hits))
+    return SearchPage(total=total, hits=hits)
 
 
 def _score(text_query: tuple[str, str] | None, exact_at: int) -> tuple[str, list[Any]]:
