@@ -6,11 +6,12 @@ import hmac
 import logging
 from dataclasses import dataclass
 from typing import Annotated, Awaitable, Callable
+from uuid import UUID
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +40,24 @@ RefusedModelPath = Annotated[
     AfterValidator(_refuse_model_path),
     Field(description="Refused (seed 001 shape): " + MODEL_PATH_REFUSED, json_schema_extra={"deprecated": True}),
 ]
+
+class ModelScope(BaseModel):
+    """Body of the internal ``POST .../scoped`` listings (registry, search): the gateway restricts a listing
+    to the models a caller may read (a caller whose role cannot read every model). Never built from user
+    input."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_ids: list[UUID] = Field(description="Only these models; empty: none")
+
+
+async def read_model_scope(request: Request) -> list[UUID]:
+    """The ``ModelScope`` the gateway sent, read whatever content type the forwarded request named (the
+    gateway passes the client's, which has nothing to do with this body)."""
+    try:
+        return ModelScope.model_validate_json(await request.body() or b"{}").model_ids
+    except ValidationError as exc:
+        raise validation_error_from(exc.errors()) from None
+
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",

@@ -3,15 +3,14 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import ValidationError
 
 from libs.kit.errors import BadRequest, FieldError, ValidationFailed
-from libs.kit.http import Caller, validation_error_from
+from libs.kit.http import Caller, read_model_scope
 from services.registry import domain, store
 from services.registry.handlers import RegistryHandlers
-from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, ModelPage, ModelPatch, ModelScope
+from services.registry.schemas import ModelCreate, ModelListQuery, ModelOut, ModelPage, ModelPatch
 
 
 def model_out(model: domain.Model) -> ModelOut:
@@ -36,15 +35,6 @@ def parse_tag_filters(values: list[str]) -> list[tuple[str, str | None]]:
             raise ValidationFailed("tag: empty tag key", errors=[FieldError("tag", "use key or key:value")])
         filters.append((key, value if sep else None))
     return filters
-
-
-async def read_scope(request: Request) -> list[UUID]:
-    """The scope the gateway sent, read whatever content type the forwarded request named (the gateway
-    passes the client's, which has nothing to do with this body)."""
-    try:
-        return ModelScope.model_validate_json(await request.body() or b"{}").model_ids
-    except ValidationError as exc:
-        raise validation_error_from(exc.errors()) from None
 
 
 def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
@@ -82,7 +72,7 @@ def build_router(handlers: RegistryHandlers, caller_dep) -> APIRouter:
 
     @router.post("/scoped", response_model=ModelPage)
     async def list_scoped_models(caller: CallerDep, query: Annotated[ModelListQuery, Depends()],
-                                 model_ids: Annotated[list[UUID], Depends(read_scope)]) -> ModelPage:
+                                 model_ids: Annotated[list[UUID], Depends(read_model_scope)]) -> ModelPage:
         """The same listing restricted to the models in the body (``ModelScope``): the gateway sends it for
         a caller whose role cannot read every model. Filters and paging apply within the scope."""
         return await _list(query, model_ids)

@@ -123,14 +123,6 @@ class ModelPage(BaseModel):
     models: list[ModelOut]
 
 
-class ModelScope(BaseModel):
-    """Body of the internal ``POST /internal/models/scoped``: the gateway restricts a listing to the models a
-    caller may read (a caller whose role cannot read every model). Never built from user input."""
-
-    model_config = ConfigDict(extra="forbid")
-    model_ids: list[UUID] = Field(description="Only these models; empty: none")
-
-
 SortField = Literal["created_at", "-created_at", "name", "-name", "updated_at", "-updated_at"]
 
 

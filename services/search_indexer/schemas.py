@@ -6,7 +6,7 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from libs.search.port import SearchHit, SearchPage, SearchQuery
 from libs.search.query import build_query
@@ -82,14 +82,6 @@ def _result(hit: SearchHit) -> SearchResult:
 def response(query: SearchQuery, page: SearchPage) -> SearchResponse:
     return SearchResponse(total=page.total, page=query.page, page_size=query.page_size,
                           models=[_result(h) for h in page.hits])
-
-
-class SearchScope(BaseModel):
-    """Body of the internal ``POST /internal/search/scoped``: the gateway restricts a search to the models a
-    caller may read (a caller whose role cannot read every model). Never built from user input."""
-
-    model_config = ConfigDict(extra="forbid")
-    model_ids: list[UUID] = Field(description="Only these models; empty: none")
 
 
 class RebuildRequest(BaseModel):

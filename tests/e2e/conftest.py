@@ -1,7 +1,6 @@
 """End-to-end fixtures: the whole system as processes, started the way `make run` starts it."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil

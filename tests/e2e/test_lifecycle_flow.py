@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import signal
-import time
 import uuid
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 

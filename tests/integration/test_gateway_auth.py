@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
 
 from tests.support.kafka import eventually

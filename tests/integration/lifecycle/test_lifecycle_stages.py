@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from libs.events import topics
-from libs.events.models import ModelDeleted
 from services.lifecycle import domain
 from tests.support.kafka import TopicWatcher, eventually, header
 
