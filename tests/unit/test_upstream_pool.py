@@ -4,13 +4,13 @@ away answers as unreachable."""
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from services.gateway.upstream import KeepAlivePool
+from services.gateway.upstream import IllegalHeader, KeepAlivePool, Outgoing, outgoing
 from tests.support.servers import serve
 
 pytestmark = pytest.mark.asyncio
@@ -46,8 +46,9 @@ def _app() -> FastAPI:
     return app
 
 
-def _request(method: str, url: str, **kwargs) -> httpx.Request:
-    return httpx.Client().build_request(method, url, **kwargs)
+def _request(method: str, url: str, *, content: bytes | None = None, headers: dict[str, str] | None = None) -> Outgoing:
+    parts = urlsplit(url)
+    return outgoing(method, parts.netloc, parts.path, parts.query, headers or {}, content)
 
 
 async def test_responses_of_every_framing_and_connection_reuse():
@@ -70,7 +71,7 @@ async def test_responses_of_every_framing_and_connection_reuse():
         await send(_request("GET", f"{server.url}/echo/last"))
         assert len(set(server.app.state.peers)) == 1
         # an illegal header value is refused before anything is sent
-        with pytest.raises(httpx.LocalProtocolError):
+        with pytest.raises(IllegalHeader):
             await send(_request("GET", f"{server.url}/echo/x", headers={"x-test": "a\r\nx-evil: 1"}))
         # a timed-out request's connection is not reused: the next one opens a new connection
         with pytest.raises(TimeoutError):
@@ -195,3 +196,11 @@ async def test_a_client_body_that_fails_midway_cuts_the_upstream_request():
     finally:
         pool.close()
         await server.stop()
+
+
+def test_the_request_target_encodes_decoded_paths_and_keeps_the_clients_query():
+    sent = outgoing("GET", "127.0.0.1:9", "/internal/models/a b%/versions", "tag=x%20y&q=ü", {})
+    assert sent.target == b"/internal/models/a%20b%25/versions?tag=x%20y&q=%FC"
+    assert (b"host", b"127.0.0.1:9") in sent.headers and all(n != b"content-length" for n, _ in sent.headers)
+    posted = outgoing("POST", "h", "/p", None, {"content-type": "application/json"})
+    assert posted.target == b"/p" and (b"content-length", b"0") in posted.headers
