@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 #: AccessDenied events per client address per minute; beyond this, refusals are counted, not recorded,
 #: so a flood of bad requests cannot flood the audit log.
 DENIAL_AUDIT_PER_MINUTE = 30
+#: Count one request against a key's minute (KEYS[1]: ``Authenticator.rate_key``); one round trip.
+RATE_COUNT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 120) end
+return count
+"""
 #: ``Decision.via`` of a request whose role falls short on a resource route: the route decides on the model.
 MODEL_PENDING = "model pending"
 
@@ -112,11 +118,7 @@ class Authenticator:
                            extra={"retry_after_s": 60 - int(time.time()) % 60})
 
     async def check_rate(self, principal: keys.Principal) -> None:
-        name = self.rate_key(principal)
-        async with self.gw.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(name)
-            pipe.expire(name, 120)
-            count, _ = await pipe.execute()
+        count = await self.gw.rate_counter(keys=[self.rate_key(principal)])
         if count > self.gw.settings.rate_limit_per_minute:
             raise self.rate_limited()
 

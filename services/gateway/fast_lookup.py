@@ -108,7 +108,7 @@ class FastProductionLookup:
         need = permissions.need_for(permission, method="GET", route_path=route.path,
                                     path_params={"model_ref": _SAMPLE_REFS[0]})
         self.role_needs = need.global_permissions
-        self.script = gateway.redis.register_script(FAST_PRODUCTION_LOOKUP)
+        self.script = gateway.fast_production_lookup  # libs.kit.resp.LeanScript, or redis-py's for TLS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
