@@ -198,7 +198,7 @@ async def test_a_client_body_that_fails_midway_cuts_the_upstream_request():
         await server.stop()
 
 
-def test_the_request_target_encodes_decoded_paths_and_keeps_the_clients_query():
+async def test_the_request_target_encodes_decoded_paths_and_keeps_the_clients_query():
     sent = outgoing("GET", "127.0.0.1:9", "/internal/models/a b%/versions", "tag=x%20y&q=ü", {})
     assert sent.target == b"/internal/models/a%20b%25/versions?tag=x%20y&q=%FC"
     assert (b"host", b"127.0.0.1:9") in sent.headers and all(n != b"content-length" for n, _ in sent.headers)
