@@ -44,16 +44,25 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
+        self._fail(RespError("the Redis connection closed"))
+
+    def _fail(self, error: RespError) -> None:
         self.lost = True
+        if self.transport is not None:
+            self.transport.close()
         while self.waiting:
             future = self.waiting.popleft()
             if not future.done():
-                future.set_exception(RespError("the Redis connection closed"))
+                future.set_exception(error)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         while self.waiting:
-            parsed = _parse(self.buffer)
+            try:
+                parsed = _parse(self.buffer)
+            except (RespError, ValueError) as exc:  # a reply we do not read: this connection is done
+                self._fail(RespError(str(exc)))
+                return
             if parsed is None:
                 return
             value, used = parsed

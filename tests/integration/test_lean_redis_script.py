@@ -18,6 +18,7 @@ if ARGV[1] == 'nil' then return false end
 if ARGV[1] == 'int' then return tonumber(ARGV[2]) end
 if ARGV[1] == 'err' then return redis.error_reply('no such thing') end
 if ARGV[1] == 'get' then return redis.call('GET', KEYS[1]) end
+if ARGV[1] == 'array' then return {1, 2} end
 return ARGV[2]
 """
 
@@ -49,6 +50,10 @@ async def test_replies_noscript_and_order(infra):
         assert await plain.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
         await asyncio.sleep(0.05)
         assert await script(args=["echo", "again"]) == b"again"
+        # a reply it does not read (an array) fails that call and drops the connection; the next call works
+        with pytest.raises(RespError, match="unexpected reply"):
+            await script(args=["array", ""])
+        assert await script(args=["echo", "after"]) == b"after"
         await plain.aclose()
     finally:
         script.close()
