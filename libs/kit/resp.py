@@ -14,7 +14,9 @@ import asyncio
 import hashlib
 from collections import deque
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
+
+from redis.asyncio.connection import parse_url
 
 
 class RespError(Exception):
@@ -115,20 +117,14 @@ class LeanScript:
 
     @classmethod
     def for_url(cls, source: str, url: str) -> "LeanScript | None":
-        """From a redis:// or unix:// URL; None for anything else (rediss://: TLS stays with redis-py)."""
-        parts = urlsplit(url)
-        db = int((parts.path.lstrip("/") or "0")) if parts.scheme == "redis" else 0
-        for item in parts.query.split("&"):
-            key, _, value = item.partition("=")
-            if key == "db" and value.isdigit():
-                db = int(value)
-        login = dict(password=unquote(parts.password) if parts.password else None,
-                     username=unquote(parts.username) if parts.username else None)
-        if parts.scheme == "redis":
-            return cls(source, host=parts.hostname or "127.0.0.1", port=parts.port or 6379, db=db, **login)
-        if parts.scheme == "unix":
-            return cls(source, path=parts.path, db=db, **login)
-        return None
+        """From a redis:// or unix:// URL, read as redis-py reads it; None for anything else (rediss://: TLS
+        stays with redis-py)."""
+        if urlsplit(url).scheme not in ("redis", "unix"):
+            return None
+        options = parse_url(url)
+        return cls(source, host=options.get("host", "127.0.0.1"), port=options.get("port", 6379),
+                   path=options.get("path"), password=options.get("password"), username=options.get("username"),
+                   db=options.get("db", 0))
 
     async def __call__(self, keys: list = (), args: list = ()) -> Any:  # type: ignore[assignment]
         try:

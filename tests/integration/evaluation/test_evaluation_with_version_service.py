@@ -1,4 +1,4 @@
-"""End to end with the real version service (skipped if it cannot be started): a version created and its
+"""End to end with the real version service (a start-up failure fails the test): a version created and its
 weights uploaded there are evaluated here, and the measured metrics end up stored on that version."""
 from __future__ import annotations
 
